@@ -1,0 +1,779 @@
+//! Circuit breaker: stop calling a provider that is failing, probe it
+//! carefully, and resume when it answers again.
+//!
+//! Guarantees:
+//! - **Closed → Open** when, over the sliding window and after at least
+//!   `min_calls` calls, the failure rate reaches `failure_rate` or the slow
+//!   rate reaches `slow_rate` (thresholds inclusive: `0.5` opens at 2
+//!   failures of 4), or after `consecutive_failures` failures in a row.
+//! - Only `Transient`, `RateLimited` and `OutcomeUnknown` errors and slow
+//!   calls (longer than `slow_call`) count as failures; `Permanent` errors
+//!   are the caller's fault and count as successes.
+//! - **Open** rejects every call with [`crate::Error::CircuitOpen`] for
+//!   `open_for`; a rejected call never reaches the provider. The move to
+//!   half-open is lazy: the first call after `open_for` makes it.
+//! - **Half-open** admits exactly `half_open_probes` probes (atomic
+//!   admission: while they are out, every other caller is rejected). A
+//!   failed (or slow) probe reopens the breaker at once; it closes, with a
+//!   fresh window, when all probes succeeded. A probe whose caller gave up
+//!   (the future was dropped) returns its slot.
+//! - **Forced** states (operators) hold until [`Breaker::reset`] or another
+//!   force: forced-open rejects everything, forced-closed admits everything
+//!   and records nothing.
+//!
+//! The whole state is one `AtomicU64` (state, probe counters, generation);
+//! admission in the closed state is one load, and recording a success into a
+//! healthy count window is three loads.
+
+mod window;
+
+pub use window::{WindowCounts, TIME_BUCKETS};
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::ConfigError;
+use crate::sync::RwLock;
+use window::{CountWindow, TimeWindow};
+
+/// The breaker's window: the last N calls, or the calls of the last span of
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last N calls (needs no clock).
+    Count(u32),
+    /// The calls of the last span of time, in [`TIME_BUCKETS`] buckets.
+    Time(Duration),
+}
+
+/// Circuit-breaker settings.
+///
+/// # Default
+/// `failure_rate` 0.5, no slow-call rule, a window of the last 100 calls,
+/// `min_calls` 20, no consecutive-failure rule, `open_for` 30 s,
+/// `half_open_probes` 3.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerConfig {
+    pub(crate) failure_rate: f64,
+    pub(crate) slow_rate: Option<f64>,
+    pub(crate) slow_call: Option<Duration>,
+    pub(crate) window: Window,
+    pub(crate) min_calls: u32,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) open_for: Duration,
+    pub(crate) half_open_probes: u32,
+}
+
+/// The largest count window.
+pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
+/// The largest number of half-open probes.
+pub const MAX_HALF_OPEN_PROBES: u32 = 10_000;
+
+impl BreakerConfig {
+    /// The defaults (see [`BreakerConfig`]).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            failure_rate: 0.5,
+            slow_rate: None,
+            slow_call: None,
+            window: Window::Count(100),
+            min_calls: 20,
+            consecutive_failures: None,
+            open_for: Duration::from_secs(30),
+            half_open_probes: 3,
+        }
+    }
+
+    /// Failure rate in `(0, 1]` at which the breaker opens.
+    #[must_use]
+    pub const fn with_failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = rate;
+        self
+    }
+
+    /// Open when this fraction of calls in the window took longer than
+    /// `slow_call`.
+    #[must_use]
+    pub const fn with_slow_calls(mut self, slow_rate: f64, slow_call: Duration) -> Self {
+        self.slow_rate = Some(slow_rate);
+        self.slow_call = Some(slow_call);
+        self
+    }
+
+    /// The sliding window.
+    #[must_use]
+    pub const fn with_window(mut self, window: Window) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Calls needed in the window before a rate can open the breaker.
+    #[must_use]
+    pub const fn with_min_calls(mut self, min_calls: u32) -> Self {
+        self.min_calls = min_calls;
+        self
+    }
+
+    /// Open after this many failures in a row, whatever the rate.
+    #[must_use]
+    pub const fn with_consecutive_failures(mut self, failures: u32) -> Self {
+        self.consecutive_failures = Some(failures);
+        self
+    }
+
+    /// How long the breaker stays open before probing.
+    #[must_use]
+    pub const fn with_open_for(mut self, open_for: Duration) -> Self {
+        self.open_for = open_for;
+        self
+    }
+
+    /// How many probes half-open admits (and needs to succeed to close).
+    #[must_use]
+    pub const fn with_half_open_probes(mut self, probes: u32) -> Self {
+        self.half_open_probes = probes;
+        self
+    }
+
+    /// The failure-rate threshold.
+    #[must_use]
+    pub const fn failure_rate(&self) -> f64 {
+        self.failure_rate
+    }
+
+    /// The slow-call rule: `(slow_rate, slow_call)`.
+    #[must_use]
+    pub const fn slow_calls(&self) -> Option<(f64, Duration)> {
+        match (self.slow_rate, self.slow_call) {
+            (Some(rate), Some(call)) => Some((rate, call)),
+            _ => None,
+        }
+    }
+
+    /// The window.
+    #[must_use]
+    pub const fn window(&self) -> Window {
+        self.window
+    }
+
+    /// `min_calls`.
+    #[must_use]
+    pub const fn min_calls(&self) -> u32 {
+        self.min_calls
+    }
+
+    /// `consecutive_failures`.
+    #[must_use]
+    pub const fn consecutive_failures(&self) -> Option<u32> {
+        self.consecutive_failures
+    }
+
+    /// `open_for`.
+    #[must_use]
+    pub const fn open_for(&self) -> Duration {
+        self.open_for
+    }
+
+    /// `half_open_probes`.
+    #[must_use]
+    pub const fn half_open_probes(&self) -> u32 {
+        self.half_open_probes
+    }
+
+    /// Check the settings.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |path: &str, reason: String| Err(ConfigError::new(format!("breaker.{path}"), reason));
+        if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
+            return err("failure_rate", format!("must be in (0, 1], got {}", self.failure_rate));
+        }
+        match (self.slow_rate, self.slow_call) {
+            (Some(rate), _) if !(rate > 0.0 && rate <= 1.0) => {
+                return err("slow_rate", format!("must be in (0, 1], got {rate}"));
+            }
+            (Some(_), None) => {
+                return err("slow_rate", "needs `slow_call`, the duration above which a call is slow".into());
+            }
+            (None, Some(_)) => {
+                return err("slow_call", "needs `slow_rate`, the fraction of slow calls that opens the breaker".into());
+            }
+            _ => {}
+        }
+        match self.window {
+            Window::Count(0) => return err("window", "must hold at least 1 call, got 0".into()),
+            Window::Count(n) if n > MAX_COUNT_WINDOW => {
+                return err("window", format!("must hold at most {MAX_COUNT_WINDOW} calls, got {n}; use a time window (\"30s\") for high-volume providers"));
+            }
+            Window::Count(n) if self.min_calls > n => {
+                return err("min_calls", format!("({}) is larger than the window ({n} calls), so the rate could never be judged; lower min_calls or widen the window", self.min_calls));
+            }
+            Window::Time(span) if span < Duration::from_millis(TIME_BUCKETS) => {
+                return err("window", format!("a time window must span at least {TIME_BUCKETS}ms, got {span:?}"));
+            }
+            _ => {}
+        }
+        if self.min_calls == 0 {
+            return err("min_calls", "must be at least 1, got 0".into());
+        }
+        if self.consecutive_failures == Some(0) {
+            return err("consecutive_failures", "must be at least 1, got 0".into());
+        }
+        if self.open_for.is_zero() {
+            return err("open_for", "must be longer than zero".into());
+        }
+        if self.half_open_probes == 0 || self.half_open_probes > MAX_HALF_OPEN_PROBES {
+            return err("half_open_probes", format!("must be in 1..={MAX_HALF_OPEN_PROBES}, got {}", self.half_open_probes));
+        }
+        Ok(())
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Calls flow; outcomes are recorded.
+    Closed,
+    /// Calls are rejected until `open_for` has passed.
+    Open,
+    /// A few probes are let through to test the provider.
+    HalfOpen,
+    /// An operator forced it open: every call is rejected.
+    ForcedOpen,
+    /// An operator forced it closed: every call flows, nothing is recorded.
+    ForcedClosed,
+}
+
+impl BreakerState {
+    /// `closed`, `open`, `half_open`, `forced_open`, `forced_closed`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::ForcedClosed => "forced_closed",
+        }
+    }
+
+    /// The value of the `buttress_breaker_state` gauge: 0 closed, 1 open,
+    /// 2 half-open, 3 forced open, 4 forced closed.
+    #[must_use]
+    pub const fn gauge_value(self) -> u8 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::ForcedClosed => 4,
+        }
+    }
+
+    const fn from_code(code: u64) -> Self {
+        match code {
+            CLOSED => Self::Closed,
+            OPEN => Self::Open,
+            HALF_OPEN => Self::HalfOpen,
+            FORCED_OPEN => Self::ForcedOpen,
+            _ => Self::ForcedClosed,
+        }
+    }
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a breaker changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// The failure rate reached the threshold.
+    FailureRate,
+    /// The slow-call rate reached the threshold.
+    SlowCallRate,
+    /// `consecutive_failures` failures in a row.
+    ConsecutiveFailures,
+    /// `open_for` passed; the first call after it probes.
+    OpenTimeElapsed,
+    /// A half-open probe failed.
+    ProbeFailed,
+    /// All half-open probes succeeded.
+    ProbesSucceeded,
+    /// An operator forced or reset the breaker.
+    Operator,
+}
+
+/// A breaker state change, as delivered to listeners.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BreakerEvent {
+    /// The provider whose breaker changed.
+    pub provider: Arc<str>,
+    /// The state before.
+    pub from: BreakerState,
+    /// The state after.
+    pub to: BreakerState,
+    /// Why.
+    pub reason: TransitionReason,
+}
+
+/// A point-in-time view of a breaker, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    /// The current state.
+    pub state: BreakerState,
+    /// Calls, failures and slow calls in the current window.
+    pub window: WindowCounts,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// How many times the breaker has opened (automatic trips only).
+    pub times_opened: u64,
+}
+
+type Listener = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
+
+// State word: bits 0..3 state, 3..19 admitted probes, 19..35 succeeded
+// probes, 35..64 generation (bumped on every transition).
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const FORCED_OPEN: u64 = 3;
+const FORCED_CLOSED: u64 = 4;
+const ADMITTED_SHIFT: u32 = 3;
+const SUCCEEDED_SHIFT: u32 = 19;
+const GEN_SHIFT: u32 = 35;
+const FIELD: u64 = 0xFFFF;
+
+const fn code(word: u64) -> u64 {
+    word & 0b111
+}
+const fn admitted(word: u64) -> u64 {
+    (word >> ADMITTED_SHIFT) & FIELD
+}
+const fn succeeded(word: u64) -> u64 {
+    (word >> SUCCEEDED_SHIFT) & FIELD
+}
+const fn generation(word: u64) -> u64 {
+    word >> GEN_SHIFT
+}
+const fn make(code: u64, admitted: u64, succeeded: u64, generation: u64) -> u64 {
+    code | (admitted << ADMITTED_SHIFT)
+        | (succeeded << SUCCEEDED_SHIFT)
+        | ((generation & ((1 << (64 - GEN_SHIFT)) - 1)) << GEN_SHIFT)
+}
+
+#[derive(Debug)]
+enum WindowImpl {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+/// A circuit breaker. Usually reached through the [registry](crate::Registry),
+/// shared by every call site of one provider.
+pub struct Breaker {
+    provider: Arc<str>,
+    config: BreakerConfig,
+    rate_ppm: u64,
+    slow_ppm: Option<u64>,
+    state: AtomicU64,
+    open_until: AtomicU64,
+    base: Instant,
+    window: WindowImpl,
+    consecutive: AtomicU32,
+    times_opened: AtomicU64,
+    listeners: RwLock<Vec<Listener>>,
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("provider", &self.provider)
+            .field("state", &self.state())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kind of admission a permit stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitKind {
+    /// A call in the closed state; its outcome feeds the window.
+    Normal,
+    /// A half-open probe; its outcome closes or reopens the breaker.
+    Probe,
+    /// Forced closed: nothing is recorded.
+    Unrecorded,
+}
+
+/// Leave to make one call through a breaker. Report the outcome with
+/// [`Breaker::record`]; dropping it unreported (a cancelled call) records
+/// nothing and returns a probe slot.
+#[derive(Debug)]
+#[must_use = "report the outcome with Breaker::record"]
+pub struct BreakerPermit<'a> {
+    breaker: &'a Breaker,
+    generation: u64,
+    kind: PermitKind,
+}
+
+impl BreakerPermit<'_> {
+    /// What kind of admission this is.
+    #[must_use]
+    pub const fn kind(&self) -> PermitKind {
+        self.kind
+    }
+}
+
+impl Drop for BreakerPermit<'_> {
+    fn drop(&mut self) {
+        if self.kind == PermitKind::Probe {
+            self.breaker.release_probe(self.generation);
+        }
+    }
+}
+
+/// A call the breaker did not admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    /// When the breaker will next admit a probe, if known.
+    pub retry_in: Option<Duration>,
+}
+
+impl Breaker {
+    /// A closed breaker for `provider`. The configuration should have been
+    /// validated ([`BreakerConfig::validate`]); out-of-range values are
+    /// clamped.
+    #[must_use]
+    pub fn new(provider: impl Into<Arc<str>>, config: BreakerConfig) -> Self {
+        let ppm = |rate: f64| (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
+        let window = match config.window {
+            Window::Count(n) => WindowImpl::Count(CountWindow::new(n.min(MAX_COUNT_WINDOW))),
+            Window::Time(span) => WindowImpl::Time(TimeWindow::new(span)),
+        };
+        Self {
+            provider: provider.into(),
+            rate_ppm: ppm(config.failure_rate).max(1),
+            slow_ppm: config.slow_rate.zip(config.slow_call).map(|(r, _)| ppm(r).max(1)),
+            config,
+            state: AtomicU64::new(make(CLOSED, 0, 0, 0)),
+            open_until: AtomicU64::new(0),
+            base: Instant::now(),
+            window,
+            consecutive: AtomicU32::new(0),
+            times_opened: AtomicU64::new(0),
+            listeners: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The provider this breaker protects.
+    #[must_use]
+    pub fn provider(&self) -> &Arc<str> {
+        &self.provider
+    }
+
+    /// The settings.
+    #[must_use]
+    pub const fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// The current state. An open breaker whose `open_for` has passed still
+    /// reads `Open` until a call probes it.
+    #[must_use]
+    pub fn state(&self) -> BreakerState {
+        BreakerState::from_code(code(self.state.load(Ordering::Acquire)))
+    }
+
+    /// Counts and state, for operators.
+    #[must_use]
+    pub fn stats(&self) -> BreakerStats {
+        let window = match &self.window {
+            WindowImpl::Count(w) => w.counts(),
+            WindowImpl::Time(w) => w.counts(self.now_nanos()),
+        };
+        BreakerStats {
+            state: self.state(),
+            window,
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            times_opened: self.times_opened.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Call `listener` on every state change of this breaker. Listeners run
+    /// on the task that caused the transition; keep them short.
+    pub fn on_transition(&self, listener: impl Fn(&BreakerEvent) + Send + Sync + 'static) {
+        self.listeners.write().push(Arc::new(listener));
+    }
+
+    fn now_nanos(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Ask to make a call.
+    ///
+    /// # Errors
+    /// [`Rejected`] when the breaker is open (or forced open), or half-open
+    /// with all probe slots taken.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<BreakerPermit<'_>, Rejected> {
+        let word = self.state.load(Ordering::Acquire);
+        if code(word) == CLOSED {
+            return Ok(self.permit(generation(word), PermitKind::Normal));
+        }
+        self.acquire_contended(word)
+    }
+
+    const fn permit(&self, generation: u64, kind: PermitKind) -> BreakerPermit<'_> {
+        BreakerPermit {
+            breaker: self,
+            generation,
+            kind,
+        }
+    }
+
+    #[cold]
+    fn acquire_contended(&self, mut word: u64) -> Result<BreakerPermit<'_>, Rejected> {
+        loop {
+            let gen = generation(word);
+            let next = match code(word) {
+                CLOSED => return Ok(self.permit(gen, PermitKind::Normal)),
+                FORCED_CLOSED => return Ok(self.permit(gen, PermitKind::Unrecorded)),
+                FORCED_OPEN => return Err(Rejected { retry_in: None }),
+                OPEN => {
+                    let now = self.now_nanos();
+                    let until = self.open_until.load(Ordering::Acquire);
+                    if now < until {
+                        return Err(Rejected {
+                            retry_in: Some(Duration::from_nanos(until - now)),
+                        });
+                    }
+                    make(HALF_OPEN, 1, 0, gen + 1)
+                }
+                _ => {
+                    if admitted(word) >= u64::from(self.config.half_open_probes) {
+                        return Err(Rejected { retry_in: None });
+                    }
+                    make(HALF_OPEN, admitted(word) + 1, succeeded(word), gen)
+                }
+            };
+            match self
+                .state
+                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if code(word) == OPEN {
+                        self.emit(BreakerState::Open, BreakerState::HalfOpen, TransitionReason::OpenTimeElapsed);
+                    }
+                    return Ok(self.permit(generation(next), PermitKind::Probe));
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Report the outcome of an admitted call. `failed` is true for a
+    /// provider failure (not for `Permanent` errors); `elapsed` is the call's
+    /// duration when it was measured (a call that completed on its first
+    /// poll is not measured, and is not slow).
+    #[inline]
+    pub fn record(&self, permit: BreakerPermit<'_>, failed: bool, elapsed: Option<Duration>) {
+        let permit = std::mem::ManuallyDrop::new(permit);
+        let slow = match (self.config.slow_call, elapsed) {
+            (Some(limit), Some(elapsed)) => elapsed > limit,
+            _ => false,
+        };
+        match permit.kind {
+            PermitKind::Normal => self.record_closed(permit.generation, failed, slow),
+            PermitKind::Probe => self.record_probe(permit.generation, failed || slow),
+            PermitKind::Unrecorded => {}
+        }
+    }
+
+    /// Whether recording needs the duration of calls (a slow-call rule is
+    /// set), so the driver knows whether to read the clock after a call.
+    #[must_use]
+    pub const fn measures_duration(&self) -> bool {
+        self.config.slow_call.is_some()
+    }
+
+    #[inline]
+    fn record_closed(&self, gen: u64, failed: bool, slow: bool) {
+        let word = self.state.load(Ordering::Acquire);
+        if code(word) != CLOSED || generation(word) != gen {
+            return; // admitted before a transition: stale
+        }
+        let counts = match &self.window {
+            WindowImpl::Count(w) => w.record(failed, slow),
+            WindowImpl::Time(w) => w.record(self.now_nanos(), failed, slow),
+        };
+        let consecutive = if failed {
+            self.consecutive.fetch_add(1, Ordering::AcqRel).saturating_add(1)
+        } else {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            0
+        };
+        if !failed && !slow {
+            return;
+        }
+        let judged = counts.calls >= u64::from(self.config.min_calls);
+        let reason = if self
+            .config
+            .consecutive_failures
+            .is_some_and(|limit| consecutive >= limit)
+        {
+            TransitionReason::ConsecutiveFailures
+        } else if judged && counts.failures * 1_000_000 >= self.rate_ppm * counts.calls {
+            TransitionReason::FailureRate
+        } else if judged
+            && self
+                .slow_ppm
+                .is_some_and(|ppm| counts.slow * 1_000_000 >= ppm * counts.calls)
+        {
+            TransitionReason::SlowCallRate
+        } else {
+            return;
+        };
+        self.open_from(word, reason);
+    }
+
+    fn open_from(&self, word: u64, reason: TransitionReason) {
+        let until = self.now_nanos().saturating_add(self.config.open_for.as_nanos() as u64);
+        self.open_until.store(until, Ordering::Release);
+        let next = make(OPEN, 0, 0, generation(word) + 1);
+        if self
+            .state
+            .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.times_opened.fetch_add(1, Ordering::Relaxed);
+            self.emit(BreakerState::from_code(code(word)), BreakerState::Open, reason);
+        }
+    }
+
+    fn record_probe(&self, gen: u64, failed: bool) {
+        let mut word = self.state.load(Ordering::Acquire);
+        loop {
+            if code(word) != HALF_OPEN || generation(word) != gen {
+                return;
+            }
+            if failed {
+                self.open_from(word, TransitionReason::ProbeFailed);
+                return;
+            }
+            let done = succeeded(word) + 1;
+            let next = if done >= u64::from(self.config.half_open_probes) {
+                // Only probes run now, and they do not feed the window.
+                self.clear_window();
+                make(CLOSED, 0, 0, gen + 1)
+            } else {
+                make(HALF_OPEN, admitted(word), done, gen)
+            };
+            match self
+                .state
+                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if code(next) == CLOSED {
+                        self.emit(BreakerState::HalfOpen, BreakerState::Closed, TransitionReason::ProbesSucceeded);
+                    }
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    fn release_probe(&self, gen: u64) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (code(word) == HALF_OPEN && generation(word) == gen && admitted(word) > 0).then(
+                    || make(HALF_OPEN, admitted(word) - 1, succeeded(word), gen),
+                )
+            });
+    }
+
+    fn clear_window(&self) {
+        match &self.window {
+            WindowImpl::Count(w) => w.reset(),
+            WindowImpl::Time(w) => w.reset(),
+        }
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    fn set(&self, to: u64) {
+        let old = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(make(to, 0, 0, generation(word) + 1))
+            })
+            .unwrap_or_else(|w| w);
+        self.emit(
+            BreakerState::from_code(code(old)),
+            BreakerState::from_code(to),
+            TransitionReason::Operator,
+        );
+    }
+
+    /// Reject every call until [`reset`](Self::reset) or
+    /// [`force_closed`](Self::force_closed).
+    pub fn force_open(&self) {
+        self.set(FORCED_OPEN);
+    }
+
+    /// Admit every call and record nothing until [`reset`](Self::reset) or
+    /// [`force_open`](Self::force_open).
+    pub fn force_closed(&self) {
+        self.set(FORCED_CLOSED);
+    }
+
+    /// Back to closed with an empty window.
+    pub fn reset(&self) {
+        self.clear_window();
+        self.set(CLOSED);
+    }
+
+    fn emit(&self, from: BreakerState, to: BreakerState, reason: TransitionReason) {
+        let provider: &str = &self.provider;
+        if to == BreakerState::Open {
+            tracing::warn!(provider, from = from.as_str(), to = to.as_str(), reason = ?reason, "circuit breaker opened");
+        } else {
+            tracing::info!(provider, from = from.as_str(), to = to.as_str(), reason = ?reason, "circuit breaker state changed");
+        }
+        let listeners = self.listeners.read();
+        if listeners.is_empty() {
+            return;
+        }
+        let event = BreakerEvent {
+            provider: Arc::clone(&self.provider),
+            from,
+            to,
+            reason,
+        };
+        for listener in listeners.iter() {
+            listener(&event);
+        }
+    }
+}

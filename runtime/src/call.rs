@@ -1,0 +1,311 @@
+//! The attempt driver: one logical call, attempt by attempt.
+//!
+//! `#[resilient]` expands to a loop around [`Call::attempt`], re-running the
+//! user's body inline on each attempt (so it may borrow `self` and its
+//! arguments, even `&mut self`). The order of policies for every attempt,
+//! outermost first: deadline → retry (with budget) → breaker → rate limit →
+//! bulkhead → per-attempt timeout → body.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::class::{Classify, ErrorClass};
+use crate::context::CallContext;
+use crate::error::Error;
+use crate::policy::PolicyInner;
+use crate::rate_limit::Admission;
+use crate::timeout::{AttemptFuture, Finished};
+
+/// One logical call under a [`crate::Policy`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::ops::ControlFlow;
+/// use buttress::{Policy, Error};
+///
+/// let policy = Policy::builder("doc-call").build().unwrap();
+/// let mut call = policy.call::<u32, Error>();
+/// let result = loop {
+///     // The body is a fresh future per attempt; it may borrow freely.
+///     if let ControlFlow::Break(result) = call.attempt(async { Ok(7) }).await {
+///         break result;
+///     }
+/// };
+/// assert_eq!(result.unwrap(), 7);
+/// # }
+/// ```
+pub struct Call<'p, T, E> {
+    policy: &'p PolicyInner,
+    ctx: CallContext,
+    previous_delay: Duration,
+    last_error: Option<E>,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<T, E> std::fmt::Debug for Call<'_, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("provider", &self.policy.config.provider)
+            .field("attempt", &self.ctx.attempt.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p, T, E> Call<'p, T, E>
+where
+    E: Classify + From<Error>,
+{
+    pub(crate) const fn new(policy: &'p PolicyInner) -> Self {
+        Self {
+            policy,
+            ctx: CallContext::new(policy.config.deadline),
+            previous_delay: Duration::ZERO,
+            last_error: None,
+            _result: PhantomData,
+        }
+    }
+
+    /// Give the call an idempotency key, the same on every attempt and
+    /// readable in the body through [`crate::idempotency_key`].
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.ctx.key = Some(key.into());
+        self
+    }
+
+    /// Attempts started so far.
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        self.ctx.attempt.get()
+    }
+
+    fn provider_name(&self) -> Arc<str> {
+        Arc::clone(self.policy.provider.name())
+    }
+
+    /// Make one attempt with `body`. `Break` carries the call's result;
+    /// `Continue` means "call again with a fresh body" (the backoff has
+    /// already been slept).
+    ///
+    /// The body is not polled when the attempt is rejected (breaker open,
+    /// rate limit or bulkhead past the deadline).
+    pub async fn attempt<F>(&mut self, body: F) -> ControlFlow<Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let policy = self.policy;
+        let provider = &*policy.provider;
+        let attempt = self.ctx.attempt.get() + 1;
+        self.ctx.attempt.set(attempt);
+
+        if attempt > 1 {
+            if let Some(left) = self.ctx.remaining_at(self.ctx.now()) {
+                if left.is_zero() {
+                    return ControlFlow::Break(Err(self.give_up()));
+                }
+            }
+        }
+
+        let permit = match provider.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                return self.reject(Error::CircuitOpen {
+                    provider: self.provider_name(),
+                    retry_in: rejected.retry_in,
+                });
+            }
+        };
+
+        if let Some(limiter) = &provider.limiter {
+            let now = self.ctx.now();
+            let max_wait = self.ctx.remaining_at(now).unwrap_or(Duration::MAX);
+            match limiter.acquire_at(now, max_wait) {
+                Ok(Admission::Now) => {}
+                Ok(Admission::After(wait)) => tokio::time::sleep(wait).await,
+                Err(retry_after) => {
+                    drop(permit);
+                    return self.reject(Error::RateLimited {
+                        provider: self.provider_name(),
+                        retry_after,
+                    });
+                }
+            }
+        }
+
+        let slot = match &provider.bulkhead {
+            None => None,
+            Some(bulkhead) => match bulkhead.try_acquire() {
+                Some(slot) => Some(slot),
+                None => {
+                    let limit = self.ctx.deadline_at(self.ctx.now());
+                    match bulkhead.acquire(limit).await {
+                        Ok(slot) => Some(slot),
+                        Err(full) => {
+                            drop(permit);
+                            return self.reject(Error::BulkheadFull {
+                                provider: self.provider_name(),
+                                max_concurrent: bulkhead.config().max_concurrent(),
+                                waited: full.waited,
+                            });
+                        }
+                    }
+                }
+            },
+        };
+
+        if attempt == 1 {
+            if let Some(budget) = &provider.budget {
+                budget.deposit();
+            }
+        }
+
+        let (finished, pending_since) =
+            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
+        drop(slot);
+
+        let elapsed = match pending_since {
+            Some(since) if provider.breaker.measures_duration() => Some(since.elapsed()),
+            _ => None,
+        };
+        let trips = provider.breaker_trips;
+        match finished {
+            Finished::Done(Ok(value)) => {
+                if trips {
+                    provider.breaker.record(permit, false, elapsed);
+                }
+                ControlFlow::Break(Ok(value))
+            }
+            Finished::Done(Err(error)) => {
+                let class = error.class();
+                if trips {
+                    provider
+                        .breaker
+                        .record(permit, class.is_provider_failure(), elapsed);
+                } else {
+                    drop(permit);
+                }
+                let retry_after = error.retry_after();
+                self.after_failure(error, class, retry_after).await
+            }
+            Finished::TimedOut => {
+                if trips {
+                    provider.breaker.record(permit, true, elapsed);
+                } else {
+                    drop(permit);
+                }
+                let error = E::from(Error::Timeout {
+                    provider: self.provider_name(),
+                    timeout: policy.config.timeout.unwrap_or_default(),
+                    attempt,
+                });
+                self.after_failure(error, ErrorClass::OutcomeUnknown, None)
+                    .await
+            }
+            Finished::DeadlineCut => {
+                // The provider was not given its full timeout: not its fault.
+                drop(permit);
+                ControlFlow::Break(Err(E::from(Error::DeadlineExceeded {
+                    provider: self.provider_name(),
+                    deadline: policy.config.deadline.unwrap_or_default(),
+                    attempts: attempt,
+                })))
+            }
+        }
+    }
+
+    /// The deadline left no room for another attempt: the last provider
+    /// error, or `DeadlineExceeded` if there was none.
+    fn give_up(&mut self) -> E {
+        self.last_error.take().unwrap_or_else(|| {
+            E::from(Error::DeadlineExceeded {
+                provider: self.provider_name(),
+                deadline: self.policy.config.deadline.unwrap_or_default(),
+                attempts: self.ctx.attempt.get().saturating_sub(1),
+            })
+        })
+    }
+
+    #[cold]
+    fn reject(&mut self, error: Error) -> ControlFlow<Result<T, E>> {
+        tracing::debug!(
+            provider = error.provider(),
+            reason = error.reason(),
+            attempt = self.ctx.attempt.get(),
+            "call rejected locally: {error}"
+        );
+        ControlFlow::Break(Err(E::from(error)))
+    }
+
+    async fn after_failure(
+        &mut self,
+        error: E,
+        class: ErrorClass,
+        retry_after: Option<Duration>,
+    ) -> ControlFlow<Result<T, E>> {
+        let policy = self.policy;
+        let retry = &policy.config.retry;
+        let attempt = self.ctx.attempt.get();
+        if attempt >= retry.max_attempts || !class.is_retryable(policy.config.idempotent) {
+            return ControlFlow::Break(Err(error));
+        }
+        let mut delay = retry
+            .backoff
+            .delay(retry.jitter, attempt, self.previous_delay, &policy.rng);
+        if let Some(wait) = retry_after {
+            delay = delay.max(wait);
+        }
+        let now = self.ctx.now();
+        if let Some(left) = self.ctx.remaining_at(now) {
+            if delay >= left {
+                tracing::debug!(
+                    provider = &**policy.provider.name(),
+                    attempt,
+                    delay = ?delay,
+                    "no retry: the next attempt could not start before the deadline"
+                );
+                return ControlFlow::Break(Err(error));
+            }
+        }
+        if let Some(budget) = &policy.provider.budget {
+            if !budget.try_withdraw() {
+                let exhausted = Error::BudgetExhausted {
+                    provider: self.provider_name(),
+                };
+                tracing::warn!(
+                    provider = &**policy.provider.name(),
+                    reason = exhausted.reason(),
+                    attempt,
+                    "{exhausted}"
+                );
+                return ControlFlow::Break(Err(error));
+            }
+        }
+        tracing::debug!(
+            provider = &**policy.provider.name(),
+            attempt,
+            class = class.as_str(),
+            delay = ?delay,
+            "retrying"
+        );
+        self.previous_delay = delay;
+        self.last_error = Some(error);
+        if !delay.is_zero() {
+            tokio::time::sleep_until(now + delay).await;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let policy = crate::Policy::builder("send-check").build().unwrap();
+    let mut call = policy.call::<(), Error>();
+    is_send(&call.attempt(async { Ok(()) }));
+    let _ = Instant::now();
+}

@@ -1,0 +1,116 @@
+//! What a wrapped body can ask about its own call: which attempt this is,
+//! how much time is left, and the idempotency key.
+//!
+//! The call driver points a thread-local at the call's context while it
+//! polls the body (and restores the previous one after, so nested wrapped
+//! calls see their own). Reading it costs a thread-local access; setting it
+//! allocates nothing.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Per-call state visible to the body.
+#[derive(Debug)]
+pub(crate) struct CallContext {
+    pub(crate) attempt: Cell<u32>,
+    /// When the call started, read lazily: a call whose first attempt
+    /// completes on its first poll never reads the clock.
+    pub(crate) started: Cell<Option<Instant>>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) key: Option<Arc<str>>,
+}
+
+impl CallContext {
+    pub(crate) const fn new(deadline: Option<Duration>) -> Self {
+        Self {
+            attempt: Cell::new(0),
+            started: Cell::new(None),
+            deadline,
+            key: None,
+        }
+    }
+
+    /// The current time, fixing the call's start if nothing did yet.
+    pub(crate) fn now(&self) -> Instant {
+        let now = Instant::now();
+        if self.started.get().is_none() {
+            self.started.set(Some(now));
+        }
+        now
+    }
+
+    pub(crate) fn start_at(&self, now: Instant) {
+        if self.started.get().is_none() {
+            self.started.set(Some(now));
+        }
+    }
+
+    /// The instant the deadline passes, if there is one.
+    pub(crate) fn deadline_at(&self, now: Instant) -> Option<Instant> {
+        self.deadline.map(|d| self.started.get().unwrap_or(now) + d)
+    }
+
+    pub(crate) fn remaining_at(&self, now: Instant) -> Option<Duration> {
+        self.deadline_at(now)
+            .map(|at| at.saturating_duration_since(now))
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const CallContext> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Makes `ctx` current until dropped.
+pub(crate) struct Entered {
+    previous: *const CallContext,
+}
+
+impl Entered {
+    #[inline]
+    pub(crate) fn new(ctx: &CallContext) -> Self {
+        Self {
+            previous: CURRENT.with(|c| c.replace(ctx)),
+        }
+    }
+}
+
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+fn with_current<R>(f: impl FnOnce(&CallContext) -> R) -> Option<R> {
+    CURRENT.with(|c| {
+        let ptr = c.get();
+        // SAFETY: the pointer is set only by `Entered`, for the duration of
+        // a poll of the body, from a reference to a context that outlives
+        // that poll; it is reset before the reference ends.
+        (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
+    })
+}
+
+/// The attempt number inside a wrapped body: 1 on the first attempt, 2 on
+/// the first retry, and so on. 0 outside a wrapped body.
+#[must_use]
+pub fn attempt() -> u32 {
+    with_current(|ctx| ctx.attempt.get()).unwrap_or(0)
+}
+
+/// Time left before the call's deadline, inside a wrapped body. `None`
+/// outside one, or when the call has no deadline.
+#[must_use]
+pub fn remaining() -> Option<Duration> {
+    with_current(|ctx| ctx.remaining_at(ctx.now())).flatten()
+}
+
+/// The idempotency key of the current call, the same on every attempt.
+/// `None` outside a wrapped body or when the call has no key.
+#[must_use]
+pub fn idempotency_key() -> Option<Arc<str>> {
+    with_current(|ctx| ctx.key.clone()).flatten()
+}

@@ -1,0 +1,107 @@
+//! # buttress
+//!
+//! Calls to third-party providers (payments, voice, messaging, LLM APIs)
+//! that survive slow, flaky, rate-limiting and failing providers: per-attempt
+//! timeouts and overall deadlines, bounded retries with backoff and jitter
+//! under a retry budget, circuit breakers with half-open probing, bulkheads
+//! and rate limits.
+//!
+//! Every policy is shared per provider through the [`Registry`], so every
+//! call site of "stripe" trips one breaker and spends one retry budget. The
+//! happy path of a call allocates nothing and takes no lock: policy state is
+//! atomics, the timeout arms no timer while the body is ready on its first
+//! poll, and a healthy count-window breaker records a success with three
+//! loads.
+//!
+//! ## Without the macro
+//!
+//! ```
+//! use std::time::Duration;
+//! use buttress::{Classify, Error, ErrorClass, Policy};
+//! use buttress::breaker::BreakerConfig;
+//! use buttress::retry::{Backoff, Jitter, RetryConfig};
+//!
+//! #[derive(Debug)]
+//! enum SmsError { Busy, BadNumber, Buttress(Error) }
+//!
+//! impl Classify for SmsError {
+//!     fn class(&self) -> ErrorClass {
+//!         match self {
+//!             SmsError::Busy => ErrorClass::Transient,
+//!             SmsError::BadNumber => ErrorClass::Permanent,
+//!             SmsError::Buttress(e) => e.class(),
+//!         }
+//!     }
+//! }
+//! impl From<Error> for SmsError {
+//!     fn from(e: Error) -> Self { SmsError::Buttress(e) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let policy = Policy::builder("sms")
+//!     .timeout(Duration::from_secs(2))
+//!     .deadline(Duration::from_secs(10))
+//!     .retry(RetryConfig::new()
+//!         .with_max_attempts(4)
+//!         .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2)))
+//!         .with_jitter(Jitter::Full))
+//!     .breaker(BreakerConfig::new().with_failure_rate(0.5).with_min_calls(10))
+//!     .build()
+//!     .expect("valid policy");
+//!
+//! let mut busy_left = 2;
+//! let sent = policy
+//!     .run(|| {
+//!         let busy = busy_left > 0;
+//!         busy_left -= 1;
+//!         async move { if busy { Err(SmsError::Busy) } else { Ok("queued") } }
+//!     })
+//!     .await;
+//! assert_eq!(sent.unwrap(), "queued");
+//! # }
+//! ```
+//!
+//! ## Policy order
+//!
+//! Outermost first: idempotency dedup → deadline → retry (with budget) →
+//! breaker → rate limit → bulkhead → per-attempt timeout → body. Every
+//! attempt passes the breaker and the rate limiter; waiting for the rate
+//! limiter or the bulkhead spends the deadline.
+//!
+//! ## Modules
+//!
+//! One module per policy, each documenting what it guarantees:
+//! [`retry`], [`budget`], [`breaker`], [`bulkhead`], [`rate_limit`],
+//! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod breaker;
+pub mod budget;
+pub mod bulkhead;
+mod call;
+mod class;
+mod context;
+mod error;
+mod policy;
+pub mod rate_limit;
+mod registry;
+pub mod retry;
+mod rng;
+mod sync;
+mod timeout;
+
+pub use breaker::BreakerState;
+pub use call::Call;
+pub use class::{classify_io_kind, Classify, ErrorClass};
+pub use context::{attempt, idempotency_key, remaining};
+pub use error::{ConfigError, Error};
+pub use policy::{Policy, PolicyBuilder, PolicyConfig};
+pub use registry::{BreakerHandle, Provider, Registry, SharedConfig};
+pub use rng::Rng;
+
+/// Not public API: what generated code and the test suite reach for.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::sync::locks_taken_on_this_thread;
+}

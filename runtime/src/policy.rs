@@ -1,0 +1,384 @@
+//! A policy: everything a call site needs, built once and shared.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::breaker::BreakerConfig;
+use crate::bulkhead::BulkheadConfig;
+use crate::call::Call;
+use crate::class::Classify;
+use crate::error::{ConfigError, Error};
+use crate::rate_limit::RateLimitConfig;
+use crate::registry::{Provider, Registry, SharedConfig};
+use crate::retry::RetryConfig;
+use crate::rng::Rng;
+
+/// The settings of one call site (plain data, `const`-constructible, so the
+/// `#[resilient]` macro can put it in a `static`).
+///
+/// # Default
+/// timeout 10 s per attempt, deadline 30 s for the whole call,
+/// [`RetryConfig::new`] (3 attempts, exponential 100 ms..5 s, full jitter,
+/// budget 0.2), [`BreakerConfig::new`], no bulkhead, no rate limit, not
+/// idempotent, jitter seeded from entropy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    pub(crate) provider: Cow<'static, str>,
+    pub(crate) operation: Cow<'static, str>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) retry: RetryConfig,
+    pub(crate) breaker: Option<BreakerConfig>,
+    pub(crate) bulkhead: Option<BulkheadConfig>,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
+    pub(crate) idempotent: bool,
+    pub(crate) seed: Option<u64>,
+}
+
+impl PolicyConfig {
+    /// The defaults for `provider` (see [`PolicyConfig`]).
+    #[must_use]
+    pub const fn new(provider: &'static str) -> Self {
+        Self::named(provider, "")
+    }
+
+    /// The defaults for `provider`, with the operation name used in
+    /// telemetry (the function's name under the macro).
+    #[must_use]
+    pub const fn named(provider: &'static str, operation: &'static str) -> Self {
+        Self {
+            provider: Cow::Borrowed(provider),
+            operation: Cow::Borrowed(operation),
+            timeout: Some(Duration::from_secs(10)),
+            deadline: Some(Duration::from_secs(30)),
+            retry: RetryConfig::new(),
+            breaker: Some(BreakerConfig::new()),
+            bulkhead: None,
+            rate_limit: None,
+            idempotent: false,
+            seed: None,
+        }
+    }
+
+    /// Per-attempt timeout (`None`: none).
+    #[must_use]
+    pub const fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Deadline for the whole call, backoff included (`None`: none).
+    #[must_use]
+    pub const fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Retry settings ([`RetryConfig::off`] for none).
+    #[must_use]
+    pub const fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Breaker settings (`None`: the breaker never trips by itself).
+    #[must_use]
+    pub const fn with_breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Bulkhead settings (`None`: no bulkhead).
+    #[must_use]
+    pub const fn with_bulkhead(mut self, bulkhead: Option<BulkheadConfig>) -> Self {
+        self.bulkhead = bulkhead;
+        self
+    }
+
+    /// Rate-limit settings (`None`: no limit).
+    #[must_use]
+    pub const fn with_rate_limit(mut self, rate_limit: Option<RateLimitConfig>) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Whether repeating the operation is safe, so that `OutcomeUnknown`
+    /// errors (timeouts after send) may be retried.
+    #[must_use]
+    pub const fn with_idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Seed the jitter for repeatable runs.
+    #[must_use]
+    pub const fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The settings shared by every call site of the provider.
+    #[must_use]
+    pub const fn shared(&self) -> SharedConfig {
+        SharedConfig {
+            breaker: self.breaker,
+            budget: self.retry.budget,
+            rate_limit: self.rate_limit,
+            bulkhead: self.bulkhead,
+        }
+    }
+
+    /// Check every setting.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.provider.is_empty() {
+            return Err(ConfigError::new("provider", "must not be empty"));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new("timeout", "must be longer than zero"));
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::new("deadline", "must be longer than zero"));
+        }
+        if let (Some(timeout), Some(deadline)) = (self.timeout, self.deadline) {
+            if timeout > deadline {
+                return Err(ConfigError::new(
+                    "timeout",
+                    format!("({timeout:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower the timeout"),
+                ));
+            }
+        }
+        self.retry.validate()?;
+        if let Some(breaker) = &self.breaker {
+            breaker.validate()?;
+        }
+        if let Some(bulkhead) = &self.bulkhead {
+            bulkhead.validate()?;
+        }
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Policy`] without the macro.
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress::{Policy, retry::{Backoff, Jitter, RetryConfig}};
+///
+/// let policy = Policy::builder("maps")
+///     .timeout(Duration::from_millis(500))
+///     .deadline(Duration::from_secs(3))
+///     .retry(RetryConfig::new().with_max_attempts(4).with_jitter(Jitter::Equal))
+///     .build()
+///     .expect("valid policy");
+/// assert_eq!(policy.provider(), "maps");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PolicyBuilder {
+    config: PolicyConfig,
+}
+
+impl PolicyBuilder {
+    /// Set the operation name.
+    pub fn operation(mut self, operation: impl Into<Cow<'static, str>>) -> Self {
+        self.config.operation = operation.into();
+        self
+    }
+
+    /// Per-attempt timeout.
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// No per-attempt timeout.
+    pub const fn no_timeout(mut self) -> Self {
+        self.config.timeout = None;
+        self
+    }
+
+    /// Deadline for the whole call.
+    pub const fn deadline(mut self, deadline: Duration) -> Self {
+        self.config.deadline = Some(deadline);
+        self
+    }
+
+    /// No overall deadline.
+    pub const fn no_deadline(mut self) -> Self {
+        self.config.deadline = None;
+        self
+    }
+
+    /// Retry settings.
+    pub const fn retry(mut self, retry: RetryConfig) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// Breaker settings.
+    pub const fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.breaker = Some(breaker);
+        self
+    }
+
+    /// No automatic breaker.
+    pub const fn no_breaker(mut self) -> Self {
+        self.config.breaker = None;
+        self
+    }
+
+    /// A bulkhead.
+    pub const fn bulkhead(mut self, bulkhead: BulkheadConfig) -> Self {
+        self.config.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// A rate limit.
+    pub const fn rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
+        self.config.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Mark the operation safe to repeat.
+    pub const fn idempotent(mut self, idempotent: bool) -> Self {
+        self.config.idempotent = idempotent;
+        self
+    }
+
+    /// Seed the jitter.
+    pub const fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// The settings so far.
+    #[must_use]
+    pub const fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Validate and register with the [global registry](Registry::global).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build(self) -> Result<Policy, ConfigError> {
+        self.build_in(Registry::global())
+    }
+
+    /// Validate and register with `registry`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build_in(self, registry: &Registry) -> Result<Policy, ConfigError> {
+        Policy::from_config(self.config, registry)
+    }
+}
+
+pub(crate) struct PolicyInner {
+    pub(crate) config: PolicyConfig,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) rng: Rng,
+}
+
+/// A validated policy bound to its provider's shared state. Cheap to clone.
+///
+/// Run operations under it with [`Policy::run`], or drive the attempt loop
+/// yourself with [`Policy::call`] (what `#[resilient]` expands to).
+#[derive(Clone)]
+pub struct Policy {
+    pub(crate) inner: Arc<PolicyInner>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// A builder for `provider`'s policy, starting from the defaults.
+    pub fn builder(provider: impl Into<Cow<'static, str>>) -> PolicyBuilder {
+        let mut config = PolicyConfig::new("");
+        config.provider = provider.into();
+        PolicyBuilder { config }
+    }
+
+    /// Validate `config` and bind it to its provider in `registry`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn from_config(config: PolicyConfig, registry: &Registry) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let provider = registry.register(&config.provider, &config.shared());
+        let rng = config.seed.map_or_else(Rng::from_entropy, Rng::seeded);
+        Ok(Self {
+            inner: Arc::new(PolicyInner {
+                config,
+                provider,
+                rng,
+            }),
+        })
+    }
+
+    /// The provider's name.
+    #[must_use]
+    pub fn provider(&self) -> &str {
+        &self.inner.config.provider
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &PolicyConfig {
+        &self.inner.config
+    }
+
+    /// The provider's shared state (breaker, budget, limiter, bulkhead).
+    #[must_use]
+    pub fn shared(&self) -> &Arc<Provider> {
+        &self.inner.provider
+    }
+
+    /// Start one logical call; drive it with [`Call::attempt`].
+    pub fn call<T, E>(&self) -> Call<'_, T, E>
+    where
+        E: Classify + From<Error>,
+    {
+        Call::new(&self.inner)
+    }
+
+    /// Run `operation` under this policy: each attempt calls it afresh.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use buttress::{Policy, Error};
+    /// let policy = Policy::builder("doc-run").seed(1).build().unwrap();
+    /// let answer: Result<u32, Error> = policy.run(|| async { Ok(42) }).await;
+    /// assert_eq!(answer.unwrap(), 42);
+    /// # }
+    /// ```
+    pub async fn run<T, E, F, Fut>(&self, mut operation: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        let mut call = self.call::<T, E>();
+        loop {
+            if let ControlFlow::Break(result) = call.attempt(operation()).await {
+                return result;
+            }
+        }
+    }
+}
