@@ -1,0 +1,269 @@
+//! Bulkhead and rate limiter, through the call driver.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use buttress::bulkhead::BulkheadConfig;
+use buttress::rate_limit::RateLimitConfig;
+use buttress::retry::{Backoff, Jitter, RetryConfig};
+use buttress::Policy;
+use common::{ms, registry, Provider, ProviderError};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+fn bulkhead_policy(name: &str, max: u32, wait: Duration) -> Policy {
+    Policy::builder(name.to_owned())
+        .bulkhead(BulkheadConfig::new().with_max_concurrent(max).with_max_wait(wait))
+        .retry(RetryConfig::off())
+        .no_breaker()
+        .build_in(registry())
+        .unwrap()
+}
+
+async fn held(policy: &Policy, provider: &Provider, release: &Notify) -> Result<(), ProviderError> {
+    policy
+        .run(|| async {
+            provider.hit();
+            release.notified().await;
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_rejects_at_once_without_max_wait() {
+    let p = bulkhead_policy("bulkhead-reject", 2, Duration::ZERO);
+    let provider = Provider::default();
+    let release = Notify::new();
+    let (a, b, c) = tokio::join!(
+        held(&p, &provider, &release),
+        held(&p, &provider, &release),
+        async {
+            tokio::task::yield_now().await;
+            let r = held(&p, &provider, &release).await;
+            release.notify_waiters();
+            r
+        },
+    );
+    assert!(a.is_ok() && b.is_ok());
+    assert_eq!(c.unwrap_err().reason(), Some("bulkhead"));
+    assert_eq!(provider.calls(), 2, "the rejected call never reached the provider");
+    assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0, "slots are returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_takes_the_next_free_slot() {
+    let p = bulkhead_policy("bulkhead-wait", 1, ms(50));
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let (first, second) = tokio::join!(
+        p.run(|| async {
+            provider.hit();
+            tokio::time::sleep(ms(30)).await;
+            Ok::<_, ProviderError>(1)
+        }),
+        p.run(|| async {
+            provider.hit();
+            Ok::<_, ProviderError>(Instant::now())
+        }),
+    );
+    assert_eq!(first.unwrap(), 1);
+    assert_eq!(second.unwrap() - origin, ms(30), "admitted when the slot freed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_max_wait_is_rejected_at_max_wait() {
+    let p = bulkhead_policy("bulkhead-timeout", 1, ms(50));
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let (_, second) = tokio::join!(
+        p.run(|| async {
+            provider.hit();
+            tokio::time::sleep(ms(500)).await;
+            Ok::<_, ProviderError>(())
+        }),
+        async {
+            let r = p.run(|| async { Ok::<_, ProviderError>(()) }).await;
+            (r, origin.elapsed())
+        },
+    );
+    assert_eq!(second.0.unwrap_err().reason(), Some("bulkhead"));
+    assert_eq!(second.1, ms(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_waits_spend_the_deadline() {
+    let p = Policy::builder("bulkhead-deadline")
+        .bulkhead(BulkheadConfig::new().with_max_concurrent(1).with_max_wait(Duration::from_secs(10)))
+        .timeout(ms(20))
+        .deadline(ms(20))
+        .retry(RetryConfig::off())
+        .no_breaker()
+        .build_in(registry())
+        .unwrap();
+    let origin = Instant::now();
+    let (_, second) = tokio::join!(
+        p.run(|| async {
+            tokio::time::sleep(ms(15)).await;
+            Ok::<_, ProviderError>(())
+        }),
+        async {
+            tokio::task::yield_now().await;
+            let r = p
+                .run(|| async {
+                    tokio::time::sleep(ms(15)).await;
+                    Ok::<_, ProviderError>(())
+                })
+                .await;
+            (r, origin.elapsed())
+        },
+    );
+    // Waited 15 ms for the slot, leaving 5 ms of deadline for a 15 ms body.
+    assert_eq!(second.0.unwrap_err().reason(), Some("deadline"));
+    assert_eq!(second.1, ms(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_returns_its_slot() {
+    let p = bulkhead_policy("bulkhead-cancel", 1, Duration::ZERO);
+    let call = p.run(|| std::future::pending::<Result<(), ProviderError>>());
+    let _ = tokio::time::timeout(ms(10), call).await;
+    assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0);
+    p.run(|| async { Ok::<_, ProviderError>(()) }).await.unwrap();
+}
+
+#[test]
+fn concurrency_never_exceeds_the_limit_under_real_threads() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let p = Arc::new(bulkhead_policy("bulkhead-threads", 3, Duration::from_secs(5)));
+        let now = Arc::new(AtomicU32::new(0));
+        let peak = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (p, now, peak) = (p.clone(), now.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    p.run(|| async {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, ProviderError>(())
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 3);
+        assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0);
+    });
+}
+
+fn limited(name: &str, per_second: u32, burst: u32, retry: RetryConfig) -> Policy {
+    Policy::builder(name.to_owned())
+        .rate_limit(RateLimitConfig::new().with_per_second(per_second).with_burst(burst))
+        .retry(retry)
+        .no_breaker()
+        .build_in(registry())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limiter_spaces_calls_after_the_burst() {
+    let p = limited("rate-spacing", 10, 2, RetryConfig::off());
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let calls = (0..5).map(|_| {
+        p.run(|| async {
+            provider.hit();
+            Ok::<_, ProviderError>(())
+        })
+    });
+    for r in futures_join_all(calls).await {
+        r.unwrap();
+    }
+    assert_eq!(provider.starts_ms(origin), vec![0, 0, 100, 200, 300]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_take_rate_limit_slots_too() {
+    let retry = RetryConfig::new()
+        .with_max_attempts(3)
+        .with_backoff(Backoff::constant(Duration::ZERO))
+        .with_jitter(Jitter::None)
+        .with_budget(None);
+    let p = limited("rate-retries", 4, 1, retry);
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let _ = p
+        .run(|| async {
+            provider.hit();
+            Err::<(), _>(ProviderError::Unavailable)
+        })
+        .await;
+    assert_eq!(provider.starts_ms(origin), vec![0, 250, 500]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_past_the_deadline_is_a_rejection() {
+    let p = Policy::builder("rate-deadline")
+        .rate_limit(RateLimitConfig::new().with_per_second(1).with_burst(1))
+        .timeout(ms(500))
+        .deadline(ms(500))
+        .retry(RetryConfig::off())
+        .no_breaker()
+        .build_in(registry())
+        .unwrap();
+    let provider = Provider::default();
+    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) }).await.unwrap();
+    let err = p
+        .run(|| async { Ok::<_, ProviderError>(provider.hit()) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Some("rate_limit"));
+    assert_eq!(provider.calls(), 1);
+    // Rejections reserve nothing: after a second the next call goes at once.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let origin = Instant::now();
+    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) }).await.unwrap();
+    assert_eq!(origin.elapsed(), Duration::ZERO);
+}
+
+/// `join_all` without pulling in the futures crate.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
