@@ -80,7 +80,9 @@ async fn successes_refill_the_budget() {
     assert_eq!(provider.calls(), 3);
     assert!(p.shared().budget().unwrap().tokens() < 1.0);
     for _ in 0..4 {
-        p.run(|| async { Ok::<_, ProviderError>(()) }).await.unwrap();
+        p.run(|| async { Ok::<_, ProviderError>(()) })
+            .await
+            .unwrap();
     }
     assert!((p.shared().budget().unwrap().tokens() - 2.0).abs() < 1e-9);
 }
@@ -89,8 +91,18 @@ async fn successes_refill_the_budget() {
 async fn every_call_site_of_a_provider_spends_one_budget() {
     let reg = registry();
     let config = retry(Some(BudgetConfig::new().with_cap(3).with_ratio(0.0)));
-    let a = Policy::builder("budget-shared").operation("a").retry(config).no_breaker().build_in(reg).unwrap();
-    let b = Policy::builder("budget-shared").operation("b").retry(config).no_breaker().build_in(reg).unwrap();
+    let a = Policy::builder("budget-shared")
+        .operation("a")
+        .retry(config)
+        .no_breaker()
+        .build_in(reg)
+        .unwrap();
+    let b = Policy::builder("budget-shared")
+        .operation("b")
+        .retry(config)
+        .no_breaker()
+        .build_in(reg)
+        .unwrap();
     let provider = Provider::default();
     outage(&a, &provider, 1).await; // 1 + 3 retries: the budget is empty
     outage(&b, &provider, 1).await; // no retry left for b

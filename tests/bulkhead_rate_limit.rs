@@ -16,7 +16,11 @@ use tokio::time::Instant;
 
 fn bulkhead_policy(name: &str, max: u32, wait: Duration) -> Policy {
     Policy::builder(name.to_owned())
-        .bulkhead(BulkheadConfig::new().with_max_concurrent(max).with_max_wait(wait))
+        .bulkhead(
+            BulkheadConfig::new()
+                .with_max_concurrent(max)
+                .with_max_wait(wait),
+        )
         .retry(RetryConfig::off())
         .no_breaker()
         .build_in(registry())
@@ -50,8 +54,16 @@ async fn a_full_bulkhead_rejects_at_once_without_max_wait() {
     );
     assert!(a.is_ok() && b.is_ok());
     assert_eq!(c.unwrap_err().reason(), Some("bulkhead"));
-    assert_eq!(provider.calls(), 2, "the rejected call never reached the provider");
-    assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0, "slots are returned");
+    assert_eq!(
+        provider.calls(),
+        2,
+        "the rejected call never reached the provider"
+    );
+    assert_eq!(
+        p.shared().bulkhead().unwrap().in_flight(),
+        0,
+        "slots are returned"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -71,7 +83,11 @@ async fn a_waiting_call_takes_the_next_free_slot() {
         }),
     );
     assert_eq!(first.unwrap(), 1);
-    assert_eq!(second.unwrap() - origin, ms(30), "admitted when the slot freed");
+    assert_eq!(
+        second.unwrap() - origin,
+        ms(30),
+        "admitted when the slot freed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,7 +113,11 @@ async fn a_wait_longer_than_max_wait_is_rejected_at_max_wait() {
 #[tokio::test(start_paused = true)]
 async fn bulkhead_waits_spend_the_deadline() {
     let p = Policy::builder("bulkhead-deadline")
-        .bulkhead(BulkheadConfig::new().with_max_concurrent(1).with_max_wait(Duration::from_secs(10)))
+        .bulkhead(
+            BulkheadConfig::new()
+                .with_max_concurrent(1)
+                .with_max_wait(Duration::from_secs(10)),
+        )
         .timeout(ms(20))
         .deadline(ms(20))
         .retry(RetryConfig::off())
@@ -129,10 +149,12 @@ async fn bulkhead_waits_spend_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_call_returns_its_slot() {
     let p = bulkhead_policy("bulkhead-cancel", 1, Duration::ZERO);
-    let call = p.run(|| std::future::pending::<Result<(), ProviderError>>());
+    let call = p.run(std::future::pending::<Result<(), ProviderError>>);
     let _ = tokio::time::timeout(ms(10), call).await;
     assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0);
-    p.run(|| async { Ok::<_, ProviderError>(()) }).await.unwrap();
+    p.run(|| async { Ok::<_, ProviderError>(()) })
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -143,7 +165,11 @@ fn concurrency_never_exceeds_the_limit_under_real_threads() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let p = Arc::new(bulkhead_policy("bulkhead-threads", 3, Duration::from_secs(5)));
+        let p = Arc::new(bulkhead_policy(
+            "bulkhead-threads",
+            3,
+            Duration::from_secs(5),
+        ));
         let now = Arc::new(AtomicU32::new(0));
         let peak = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
@@ -173,7 +199,11 @@ fn concurrency_never_exceeds_the_limit_under_real_threads() {
 
 fn limited(name: &str, per_second: u32, burst: u32, retry: RetryConfig) -> Policy {
     Policy::builder(name.to_owned())
-        .rate_limit(RateLimitConfig::new().with_per_second(per_second).with_burst(burst))
+        .rate_limit(
+            RateLimitConfig::new()
+                .with_per_second(per_second)
+                .with_burst(burst),
+        )
         .retry(retry)
         .no_breaker()
         .build_in(registry())
@@ -227,7 +257,9 @@ async fn a_wait_past_the_deadline_is_a_rejection() {
         .build_in(registry())
         .unwrap();
     let provider = Provider::default();
-    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) }).await.unwrap();
+    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) })
+        .await
+        .unwrap();
     let err = p
         .run(|| async { Ok::<_, ProviderError>(provider.hit()) })
         .await
@@ -237,12 +269,16 @@ async fn a_wait_past_the_deadline_is_a_rejection() {
     // Rejections reserve nothing: after a second the next call goes at once.
     tokio::time::advance(Duration::from_secs(1)).await;
     let origin = Instant::now();
-    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) }).await.unwrap();
+    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) })
+        .await
+        .unwrap();
     assert_eq!(origin.elapsed(), Duration::ZERO);
 }
 
 /// `join_all` without pulling in the futures crate.
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futures {
         set.push(Box::pin(f));

@@ -66,9 +66,17 @@ async fn a_retry_that_cannot_fit_is_not_made_and_the_last_error_returned() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err, ProviderError::Unavailable, "the last provider error, not a deadline error");
+    assert_eq!(
+        err,
+        ProviderError::Unavailable,
+        "the last provider error, not a deadline error"
+    );
     assert_eq!(provider.starts_ms(origin), vec![0, 650]);
-    assert_eq!(origin.elapsed(), ms(800), "no sleep that would overrun the deadline");
+    assert_eq!(
+        origin.elapsed(),
+        ms(800),
+        "no sleep that would overrun the deadline"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,7 +152,11 @@ async fn backoff_never_overruns_the_deadline_whatever_the_jitter() {
                 Err::<(), _>(ProviderError::Unavailable)
             })
             .await;
-        assert!(origin.elapsed() <= ms(700), "seed {seed}: {:?}", origin.elapsed());
+        assert!(
+            origin.elapsed() <= ms(700),
+            "seed {seed}: {:?}",
+            origin.elapsed()
+        );
     }
 }
 

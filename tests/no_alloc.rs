@@ -105,8 +105,16 @@ fn main() {
     let full_stack = Policy::builder("no-alloc-full")
         .timeout(Duration::from_secs(2))
         .deadline(Duration::from_secs(10))
-        .bulkhead(BulkheadConfig::new().with_max_concurrent(32).with_max_wait(Duration::from_millis(50)))
-        .rate_limit(RateLimitConfig::new().with_per_second(1_000_000_000).with_burst(1_000_000))
+        .bulkhead(
+            BulkheadConfig::new()
+                .with_max_concurrent(32)
+                .with_max_wait(Duration::from_millis(50)),
+        )
+        .rate_limit(
+            RateLimitConfig::new()
+                .with_per_second(1_000_000_000)
+                .with_burst(1_000_000),
+        )
         .build_in(&registry)
         .unwrap();
     let cases = [

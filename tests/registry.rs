@@ -71,7 +71,9 @@ async fn operators_can_force_a_breaker_before_any_call_site_runs() {
     assert_eq!(err.reason(), Some("circuit_open"));
     assert_eq!(provider.calls(), 0);
     handle.reset();
-    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) }).await.unwrap();
+    p.run(|| async { Ok::<_, ProviderError>(provider.hit()) })
+        .await
+        .unwrap();
     assert_eq!(reg.providers().len(), 1);
 }
 
@@ -84,18 +86,29 @@ async fn breaker_off_still_honours_operator_force() {
         .build_in(&reg)
         .unwrap();
     for _ in 0..50 {
-        let _ = p.run(|| async { Err::<(), _>(ProviderError::Unavailable) }).await;
+        let _ = p
+            .run(|| async { Err::<(), _>(ProviderError::Unavailable) })
+            .await;
     }
-    assert_eq!(reg.breaker("off-but-forced").state(), BreakerState::Closed, "never trips by itself");
+    assert_eq!(
+        reg.breaker("off-but-forced").state(),
+        BreakerState::Closed,
+        "never trips by itself"
+    );
     reg.breaker("off-but-forced").force_open();
-    let err = p.run(|| async { Ok::<_, ProviderError>(()) }).await.unwrap_err();
+    let err = p
+        .run(|| async { Ok::<_, ProviderError>(()) })
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), Some("circuit_open"));
 }
 
 #[test]
 fn the_global_registry_is_what_build_uses() {
     let p = Policy::builder("global-registry-test").build().unwrap();
-    Registry::global().breaker("global-registry-test").force_open();
+    Registry::global()
+        .breaker("global-registry-test")
+        .force_open();
     assert_eq!(p.shared().breaker().state(), BreakerState::ForcedOpen);
     Registry::global().breaker("global-registry-test").reset();
     assert_eq!(p.shared().breaker().state(), BreakerState::Closed);
@@ -119,7 +132,12 @@ fn differing_settings_keep_the_first_and_warn_once() {
     }
     assert_eq!(first.shared().breaker().config().min_calls(), 5);
     let text = captured.text();
-    assert_eq!(text.matches("configures provider `mismatch` differently").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("configures provider `mismatch` differently")
+            .count(),
+        1,
+        "{text}"
+    );
 }
 
 fn error_of(builder: buttress::PolicyBuilder) -> String {

@@ -26,7 +26,11 @@ fn constant(attempts: u32, delay: Duration) -> RetryConfig {
         .with_budget(None)
 }
 
-async fn always(policy: &Policy, provider: &Provider, error: ProviderError) -> Result<u32, ProviderError> {
+async fn always(
+    policy: &Policy,
+    provider: &Provider,
+    error: ProviderError,
+) -> Result<u32, ProviderError> {
     policy
         .run(|| {
             let provider = provider.clone();
@@ -43,8 +47,14 @@ async fn always(policy: &Policy, provider: &Provider, error: ProviderError) -> R
 async fn transient_errors_are_retried_up_to_max_attempts() {
     let p = policy("retry-transient", constant(4, ms(10)));
     let provider = Provider::default();
-    let err = always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
-    assert_eq!(err, ProviderError::Unavailable, "the last provider error is returned");
+    let err = always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::Unavailable,
+        "the last provider error is returned"
+    );
     assert_eq!(provider.calls(), 4);
     assert_eq!(provider.gaps(), vec![ms(10); 3]);
 }
@@ -53,7 +63,9 @@ async fn transient_errors_are_retried_up_to_max_attempts() {
 async fn permanent_errors_are_never_retried() {
     let p = policy("retry-permanent", constant(5, ms(10)));
     let provider = Provider::default();
-    let err = always(&p, &provider, ProviderError::Declined).await.unwrap_err();
+    let err = always(&p, &provider, ProviderError::Declined)
+        .await
+        .unwrap_err();
     assert_eq!(err, ProviderError::Declined);
     assert_eq!(provider.calls(), 1);
 }
@@ -62,7 +74,9 @@ async fn permanent_errors_are_never_retried() {
 async fn outcome_unknown_is_retried_only_when_idempotent() {
     let provider = Provider::default();
     let not_idempotent = policy("retry-unknown-1", constant(3, ms(10)));
-    always(&not_idempotent, &provider, ProviderError::Lost).await.unwrap_err();
+    always(&not_idempotent, &provider, ProviderError::Lost)
+        .await
+        .unwrap_err();
     assert_eq!(provider.calls(), 1);
 
     let provider = Provider::default();
@@ -72,7 +86,9 @@ async fn outcome_unknown_is_retried_only_when_idempotent() {
         .idempotent(true)
         .build_in(registry())
         .unwrap();
-    always(&idempotent, &provider, ProviderError::Lost).await.unwrap_err();
+    always(&idempotent, &provider, ProviderError::Lost)
+        .await
+        .unwrap_err();
     assert_eq!(provider.calls(), 3);
 }
 
@@ -107,7 +123,9 @@ async fn exponential_backoff_delays_are_exact_without_jitter() {
     let p = policy("retry-exponential", retry);
     let provider = Provider::default();
     let origin = Instant::now();
-    always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+    always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
     // 100, 200, 400, then capped at 500.
     assert_eq!(provider.starts_ms(origin), vec![0, 100, 300, 700, 1200]);
 }
@@ -119,7 +137,9 @@ async fn zero_delay_never_touches_the_timer() {
     let p = policy("retry-zero-delay", constant(6, Duration::ZERO));
     let provider = Provider::default();
     let origin = Instant::now();
-    always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+    always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
     assert_eq!(provider.calls(), 6);
     assert_eq!(origin.elapsed(), Duration::ZERO);
 }
@@ -128,9 +148,13 @@ async fn zero_delay_never_touches_the_timer() {
 async fn retry_after_is_honoured_exactly() {
     let p = policy("retry-after", constant(3, ms(10)));
     let provider = Provider::default();
-    always(&p, &provider, ProviderError::Throttled(Some(Duration::from_secs(2))))
-        .await
-        .unwrap_err();
+    always(
+        &p,
+        &provider,
+        ProviderError::Throttled(Some(Duration::from_secs(2))),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(provider.calls(), 3);
     // Never sooner than Retry-After, and not later either.
     assert_eq!(provider.gaps(), vec![Duration::from_secs(2); 2]);
@@ -163,7 +187,9 @@ async fn seeded_jitter_is_repeatable_and_bounded() {
             .build_in(registry())
             .unwrap();
         let provider = Provider::default();
-        always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+        always(&p, &provider, ProviderError::Unavailable)
+            .await
+            .unwrap_err();
         runs.push(provider.gaps());
     }
     assert_eq!(runs[0], runs[1], "same seed, same delays");
@@ -171,7 +197,10 @@ async fn seeded_jitter_is_repeatable_and_bounded() {
         let ceiling = ms(100) * 2u32.pow(n as u32) + ms(1);
         assert!(*gap <= ceiling, "retry {n}: {gap:?} > {ceiling:?}");
     }
-    assert!(runs[0].windows(2).any(|w| w[0] != w[1]), "jitter varies the delays");
+    assert!(
+        runs[0].windows(2).any(|w| w[0] != w[1]),
+        "jitter varies the delays"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -183,7 +212,9 @@ async fn equal_jitter_keeps_at_least_half_the_delay() {
         .with_budget(None);
     let p = policy("jitter-equal", retry);
     let provider = Provider::default();
-    always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+    always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
     for gap in provider.gaps() {
         assert!(gap >= ms(100) && gap <= ms(201), "{gap:?}");
     }
@@ -203,13 +234,18 @@ async fn decorrelated_backoff_grows_within_bounds() {
         .build_in(registry())
         .unwrap();
     let provider = Provider::default();
-    always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+    always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
     let gaps = provider.gaps();
     assert_eq!(gaps.len(), 9);
     let mut previous = ms(10);
     for gap in gaps {
         assert!(gap >= ms(10) && gap <= ms(401), "{gap:?}");
-        assert!(gap <= previous * 3 + ms(1), "{gap:?} vs previous {previous:?}");
+        assert!(
+            gap <= previous * 3 + ms(1),
+            "{gap:?} vs previous {previous:?}"
+        );
         previous = gap;
     }
 }
@@ -261,8 +297,15 @@ async fn timeouts_are_outcome_unknown() {
     let origin = Instant::now();
     let err = p.run(slow).await.unwrap_err();
     assert_eq!(err.reason(), Some("timeout"));
-    assert_eq!(err, ProviderError::Buttress("timeout".into(), ErrorClass::OutcomeUnknown));
-    assert_eq!(provider.calls(), 1, "a timeout on a non-idempotent call is not retried");
+    assert_eq!(
+        err,
+        ProviderError::Buttress("timeout".into(), ErrorClass::OutcomeUnknown)
+    );
+    assert_eq!(
+        provider.calls(),
+        1,
+        "a timeout on a non-idempotent call is not retried"
+    );
     assert_eq!(origin.elapsed(), ms(100));
 
     let provider2 = Provider::default();
@@ -294,6 +337,8 @@ async fn timeouts_are_outcome_unknown() {
 async fn retry_off_makes_one_attempt() {
     let p = policy("retry-off", RetryConfig::off());
     let provider = Provider::default();
-    always(&p, &provider, ProviderError::Unavailable).await.unwrap_err();
+    always(&p, &provider, ProviderError::Unavailable)
+        .await
+        .unwrap_err();
     assert_eq!(provider.calls(), 1);
 }

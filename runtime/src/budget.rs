@@ -30,7 +30,10 @@ impl BudgetConfig {
     /// The defaults: ratio 0.2, cap 10.
     #[must_use]
     pub const fn new() -> Self {
-        Self { ratio: 0.2, cap: 10 }
+        Self {
+            ratio: 0.2,
+            cap: 10,
+        }
     }
 
     /// Tokens deposited by every first attempt: the long-run fraction of
@@ -125,7 +128,9 @@ impl RetryBudget {
     /// Take one token for a retry. `false` when the budget is spent.
     pub fn try_withdraw(&self) -> bool {
         self.milli_tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(MILLI))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
+                t.checked_sub(MILLI)
+            })
             .is_ok()
     }
 

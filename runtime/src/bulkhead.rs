@@ -176,7 +176,9 @@ impl Bulkhead {
             until = until.min(limit);
         }
         if until <= start {
-            return Err(Full { waited: Duration::ZERO });
+            return Err(Full {
+                waited: Duration::ZERO,
+            });
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let _waiting = WaiterGuard(&self.waiters);

@@ -253,9 +253,10 @@ where
         if attempt >= retry.max_attempts || !class.is_retryable(policy.config.idempotent) {
             return ControlFlow::Break(Err(error));
         }
-        let mut delay = retry
-            .backoff
-            .delay(retry.jitter, attempt, self.previous_delay, &policy.rng);
+        let mut delay =
+            retry
+                .backoff
+                .delay(retry.jitter, attempt, self.previous_delay, &policy.rng);
         if let Some(wait) = retry_after {
             delay = delay.max(wait);
         }

@@ -53,7 +53,9 @@ pub enum Error {
     /// The provider's retry budget is spent. A wrapped call returns the last
     /// provider error instead; this variant is what telemetry and
     /// [`crate::Policy`] users see.
-    #[error("{provider}: retry budget exhausted; retries are paused until successful calls refill it")]
+    #[error(
+        "{provider}: retry budget exhausted; retries are paused until successful calls refill it"
+    )]
     #[non_exhaustive]
     BudgetExhausted {
         /// The provider whose budget is spent.

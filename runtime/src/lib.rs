@@ -105,3 +105,10 @@ pub use rng::Rng;
 pub mod __private {
     pub use crate::sync::locks_taken_on_this_thread;
 }
+
+/// The book's chapters, compiled and run as doctests so no example can rot.
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../book/src/policies.md")]
+    struct Policies;
+}

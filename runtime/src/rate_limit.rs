@@ -75,7 +75,10 @@ impl RateLimitConfig {
             ));
         }
         if self.burst == 0 {
-            return Err(ConfigError::new("rate_limit.burst", "must be at least 1, got 0"));
+            return Err(ConfigError::new(
+                "rate_limit.burst",
+                "must be at least 1, got 0",
+            ));
         }
         Ok(())
     }
@@ -170,7 +173,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(limiter.acquire_at(now, Duration::ZERO), Ok(Admission::Now));
         }
-        assert_eq!(limiter.acquire_at(now, Duration::ZERO), Err(Duration::from_millis(100)));
+        assert_eq!(
+            limiter.acquire_at(now, Duration::ZERO),
+            Err(Duration::from_millis(100))
+        );
         assert_eq!(
             limiter.acquire_at(now, Duration::from_secs(1)),
             Ok(Admission::After(Duration::from_millis(100)))
@@ -180,7 +186,10 @@ mod tests {
             Ok(Admission::After(Duration::from_millis(200)))
         );
         let later = now + Duration::from_millis(300);
-        assert_eq!(limiter.acquire_at(later, Duration::ZERO), Ok(Admission::Now));
+        assert_eq!(
+            limiter.acquire_at(later, Duration::ZERO),
+            Ok(Admission::Now)
+        );
         assert!(limiter.acquire_at(later, Duration::ZERO).is_err());
     }
 }

@@ -83,7 +83,9 @@ impl Backoff {
                 if base > max {
                     Err(ConfigError::new(
                         "backoff",
-                        format!("base ({base:?}) is larger than max ({max:?}); raise max or lower base"),
+                        format!(
+                            "base ({base:?}) is larger than max ({max:?}); raise max or lower base"
+                        ),
                     ))
                 } else {
                     Ok(())
@@ -245,7 +247,10 @@ mod tests {
         let delays: Vec<_> = (1..=6)
             .map(|n| b.delay(Jitter::None, n, Duration::ZERO, &rng))
             .collect();
-        assert_eq!(delays, [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]);
+        assert_eq!(
+            delays,
+            [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]
+        );
         assert_eq!(b.delay(Jitter::None, 500, Duration::ZERO, &rng), 1000 * MS);
     }
 
@@ -275,8 +280,14 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_typed_errors() {
-        let e = RetryConfig::new().with_max_attempts(0).validate().unwrap_err();
-        assert_eq!(e.to_string(), "retry.max_attempts: must be at least 1 (1 means no retries), got 0");
+        let e = RetryConfig::new()
+            .with_max_attempts(0)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "retry.max_attempts: must be at least 1 (1 means no retries), got 0"
+        );
         let e = RetryConfig::new()
             .with_backoff(Backoff::exponential(2 * MS, MS))
             .validate()

@@ -190,19 +190,29 @@ impl BreakerConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |path: &str, reason: String| Err(ConfigError::new(format!("breaker.{path}"), reason));
+        let err =
+            |path: &str, reason: String| Err(ConfigError::new(format!("breaker.{path}"), reason));
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
-            return err("failure_rate", format!("must be in (0, 1], got {}", self.failure_rate));
+            return err(
+                "failure_rate",
+                format!("must be in (0, 1], got {}", self.failure_rate),
+            );
         }
         match (self.slow_rate, self.slow_call) {
             (Some(rate), _) if !(rate > 0.0 && rate <= 1.0) => {
                 return err("slow_rate", format!("must be in (0, 1], got {rate}"));
             }
             (Some(_), None) => {
-                return err("slow_rate", "needs `slow_call`, the duration above which a call is slow".into());
+                return err(
+                    "slow_rate",
+                    "needs `slow_call`, the duration above which a call is slow".into(),
+                );
             }
             (None, Some(_)) => {
-                return err("slow_call", "needs `slow_rate`, the fraction of slow calls that opens the breaker".into());
+                return err(
+                    "slow_call",
+                    "needs `slow_rate`, the fraction of slow calls that opens the breaker".into(),
+                );
             }
             _ => {}
         }
@@ -215,7 +225,10 @@ impl BreakerConfig {
                 return err("min_calls", format!("({}) is larger than the window ({n} calls), so the rate could never be judged; lower min_calls or widen the window", self.min_calls));
             }
             Window::Time(span) if span < Duration::from_millis(TIME_BUCKETS) => {
-                return err("window", format!("a time window must span at least {TIME_BUCKETS}ms, got {span:?}"));
+                return err(
+                    "window",
+                    format!("a time window must span at least {TIME_BUCKETS}ms, got {span:?}"),
+                );
             }
             _ => {}
         }
@@ -229,7 +242,13 @@ impl BreakerConfig {
             return err("open_for", "must be longer than zero".into());
         }
         if self.half_open_probes == 0 || self.half_open_probes > MAX_HALF_OPEN_PROBES {
-            return err("half_open_probes", format!("must be in 1..={MAX_HALF_OPEN_PROBES}, got {}", self.half_open_probes));
+            return err(
+                "half_open_probes",
+                format!(
+                    "must be in 1..={MAX_HALF_OPEN_PROBES}, got {}",
+                    self.half_open_probes
+                ),
+            );
         }
         Ok(())
     }
@@ -470,7 +489,10 @@ impl Breaker {
         Self {
             provider: provider.into(),
             rate_ppm: ppm(config.failure_rate).max(1),
-            slow_ppm: config.slow_rate.zip(config.slow_call).map(|(r, _)| ppm(r).max(1)),
+            slow_ppm: config
+                .slow_rate
+                .zip(config.slow_call)
+                .map(|(r, _)| ppm(r).max(1)),
             config,
             state: AtomicU64::new(make(CLOSED, 0, 0, 0)),
             open_until: AtomicU64::new(0),
@@ -582,7 +604,11 @@ impl Breaker {
             {
                 Ok(_) => {
                     if code(word) == OPEN {
-                        self.emit(BreakerState::Open, BreakerState::HalfOpen, TransitionReason::OpenTimeElapsed);
+                        self.emit(
+                            BreakerState::Open,
+                            BreakerState::HalfOpen,
+                            TransitionReason::OpenTimeElapsed,
+                        );
                     }
                     return Ok(self.permit(generation(next), PermitKind::Probe));
                 }
@@ -627,7 +653,9 @@ impl Breaker {
             WindowImpl::Time(w) => w.record(self.now_nanos(), failed, slow),
         };
         let consecutive = if failed {
-            self.consecutive.fetch_add(1, Ordering::AcqRel).saturating_add(1)
+            self.consecutive
+                .fetch_add(1, Ordering::AcqRel)
+                .saturating_add(1)
         } else {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
@@ -659,7 +687,9 @@ impl Breaker {
     }
 
     fn open_from(&self, word: u64, reason: TransitionReason) {
-        let until = self.now_nanos().saturating_add(self.config.open_for.as_nanos() as u64);
+        let until = self
+            .now_nanos()
+            .saturating_add(self.config.open_for.as_nanos() as u64);
         self.open_until.store(until, Ordering::Release);
         let next = make(OPEN, 0, 0, generation(word) + 1);
         if self
@@ -668,7 +698,11 @@ impl Breaker {
             .is_ok()
         {
             self.times_opened.fetch_add(1, Ordering::Relaxed);
-            self.emit(BreakerState::from_code(code(word)), BreakerState::Open, reason);
+            self.emit(
+                BreakerState::from_code(code(word)),
+                BreakerState::Open,
+                reason,
+            );
         }
     }
 
@@ -696,7 +730,11 @@ impl Breaker {
             {
                 Ok(_) => {
                     if code(next) == CLOSED {
-                        self.emit(BreakerState::HalfOpen, BreakerState::Closed, TransitionReason::ProbesSucceeded);
+                        self.emit(
+                            BreakerState::HalfOpen,
+                            BreakerState::Closed,
+                            TransitionReason::ProbesSucceeded,
+                        );
                     }
                     return;
                 }
@@ -709,9 +747,8 @@ impl Breaker {
         let _ = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                (code(word) == HALF_OPEN && generation(word) == gen && admitted(word) > 0).then(
-                    || make(HALF_OPEN, admitted(word) - 1, succeeded(word), gen),
-                )
+                (code(word) == HALF_OPEN && generation(word) == gen && admitted(word) > 0)
+                    .then(|| make(HALF_OPEN, admitted(word) - 1, succeeded(word), gen))
             });
     }
 

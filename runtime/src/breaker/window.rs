@@ -92,7 +92,8 @@ impl CountWindow {
                 .fetch_add(if failed { 1 } else { -1 }, Ordering::AcqRel);
         }
         if put_bit(&self.slow_bits, slot, slow) != slow {
-            self.slow.fetch_add(if slow { 1 } else { -1 }, Ordering::AcqRel);
+            self.slow
+                .fetch_add(if slow { 1 } else { -1 }, Ordering::AcqRel);
         }
         WindowCounts {
             calls: (index + 1).min(self.size),
@@ -283,6 +284,9 @@ mod tests {
             w.record(5, true, true);
         }
         let c = w.counts(5);
-        assert_eq!((c.calls, c.failures, c.slow), (CALL_MAX, CALL_MAX, CALL_MAX));
+        assert_eq!(
+            (c.calls, c.failures, c.slow),
+            (CALL_MAX, CALL_MAX, CALL_MAX)
+        );
     }
 }
