@@ -100,6 +100,16 @@ pub enum Error {
         /// A short hash of the key (the key itself is never shown).
         key_hash: String,
     },
+    /// The call site's policy is invalid (a configuration loaded at run time
+    /// that the compile-time checks could not see).
+    #[error("{provider}: invalid policy: {message}")]
+    #[non_exhaustive]
+    InvalidPolicy {
+        /// The provider called.
+        provider: Arc<str>,
+        /// The configuration error (`path: reason`).
+        message: String,
+    },
     /// The idempotency or dead-letter store failed.
     #[error("{provider}: store error: {message}")]
     #[non_exhaustive]
@@ -128,13 +138,14 @@ impl Error {
             | Self::BulkheadFull { provider, .. }
             | Self::InFlight { provider, .. }
             | Self::KeyReused { provider, .. }
+            | Self::InvalidPolicy { provider, .. }
             | Self::Store { provider, .. } => provider,
         }
     }
 
     /// A short, stable name for the variant (`timeout`, `deadline`,
     /// `circuit_open`, `budget`, `rate_limit`, `bulkhead`, `in_flight`,
-    /// `key_reused`, `store`), used in telemetry labels.
+    /// `key_reused`, `invalid_policy`, `store`), used in telemetry labels.
     #[must_use]
     pub const fn reason(&self) -> &'static str {
         match self {
@@ -146,6 +157,7 @@ impl Error {
             Self::BulkheadFull { .. } => "bulkhead",
             Self::InFlight { .. } => "in_flight",
             Self::KeyReused { .. } => "key_reused",
+            Self::InvalidPolicy { .. } => "invalid_policy",
             Self::Store { .. } => "store",
         }
     }
@@ -162,6 +174,15 @@ impl Error {
                 | Self::InFlight { .. }
                 | Self::KeyReused { .. }
         )
+    }
+}
+
+impl Error {
+    pub(crate) fn invalid_policy(provider: &str, error: &ConfigError) -> Self {
+        Self::InvalidPolicy {
+            provider: Arc::from(provider),
+            message: error.to_string(),
+        }
     }
 }
 

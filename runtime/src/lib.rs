@@ -83,6 +83,7 @@ mod call;
 mod class;
 mod context;
 mod error;
+mod macro_support;
 mod policy;
 pub mod rate_limit;
 mod registry;
@@ -103,8 +104,22 @@ pub use rng::Rng;
 /// Not public API: what generated code and the test suite reach for.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::breaker::{BreakerConfig, Window};
+    pub use crate::budget::BudgetConfig;
+    pub use crate::bulkhead::BulkheadConfig;
+    pub use crate::macro_support::{begin, IsResult, ResilientError, RetryAfterField, Site};
+    pub use crate::rate_limit::RateLimitConfig;
+    pub use crate::retry::{Backoff, Jitter, RetryConfig};
     pub use crate::sync::locks_taken_on_this_thread;
+    pub use crate::{Call, Classify, Error, ErrorClass, Policy, PolicyConfig};
+    pub use core::ops::ControlFlow;
+    pub use core::option::Option::{self, None, Some};
+    pub use core::result::Result::{self, Err, Ok};
+    pub use core::time::Duration;
 }
+
+#[cfg(feature = "macros")]
+pub use buttress_macros::{resilient, Classify};
 
 /// The book's chapters, compiled and run as doctests so no example can rot.
 #[cfg(doctest)]

@@ -1,0 +1,116 @@
+//! What the macros' generated code calls. Not public API: reached only as
+//! `::buttress::__private::…`, and free to change between releases.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::call::Call;
+use crate::class::Classify;
+use crate::error::{ConfigError, Error};
+use crate::policy::{Policy, PolicyConfig};
+use crate::registry::Registry;
+
+/// The value of a `#[retry_after]` field: `Duration` or `Option<Duration>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[retry_after]` is on a field of type `{Self}`",
+    label = "expected `Duration` or `Option<Duration>`",
+    note = "`#[retry_after]` marks the field holding how long the provider asked us to wait; it must be a `std::time::Duration` or an `Option<std::time::Duration>`"
+)]
+pub trait RetryAfterField {
+    /// The wait the field holds.
+    fn retry_after_value(&self) -> Option<Duration>;
+}
+
+impl RetryAfterField for Duration {
+    fn retry_after_value(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl RetryAfterField for Option<Duration> {
+    fn retry_after_value(&self) -> Option<Duration> {
+        *self
+    }
+}
+
+impl<T: RetryAfterField + ?Sized> RetryAfterField for &T {
+    fn retry_after_value(&self) -> Option<Duration> {
+        (**self).retry_after_value()
+    }
+}
+
+/// The error type of a `#[resilient]` function: classifiable, and able to
+/// carry buttress's own errors.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a `#[resilient]` function",
+    label = "`{Self}` must implement `buttress::Classify` and `From<buttress::Error>`",
+    note = "derive `buttress::Classify` for `{Self}`, and add a variant such as `#[error(transparent)] #[classify(delegate)] Resilience(#[from] buttress::Error)` so timeouts and open breakers can be returned"
+)]
+pub trait ResilientError: Classify + From<Error> {}
+
+impl<E: Classify + From<Error>> ResilientError for E {}
+
+/// The return type of a `#[resilient]` function: a `Result`.
+#[diagnostic::on_unimplemented(
+    message = "a `#[resilient]` function must return `Result<T, E>`, not `{Self}`",
+    label = "not a `Result`",
+    note = "buttress decides what to retry from the error; return `Result<T, E>` where `E: buttress::Classify + From<buttress::Error>`"
+)]
+pub trait IsResult {
+    /// The success type.
+    type Ok;
+    /// The error type.
+    type Err;
+}
+
+impl<T, E> IsResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// One `#[resilient]` call site: its settings, and its policy built on first
+/// use (then read with one atomic load).
+#[derive(Debug)]
+pub struct Site {
+    config: PolicyConfig,
+    policy: OnceLock<Result<Policy, ConfigError>>,
+}
+
+impl Site {
+    /// A call site with these settings.
+    #[must_use]
+    pub const fn new(config: PolicyConfig) -> Self {
+        Self {
+            config,
+            policy: OnceLock::new(),
+        }
+    }
+
+    /// The site's policy, bound to the global registry.
+    ///
+    /// # Errors
+    /// The configuration error, if the settings are invalid (the macro
+    /// checks them at compile time, so this is a safety net).
+    pub fn policy(&'static self) -> Result<&'static Policy, Error> {
+        match self
+            .policy
+            .get_or_init(|| Policy::from_config(self.config.clone(), Registry::global()))
+        {
+            Ok(policy) => Ok(policy),
+            Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
+        }
+    }
+}
+
+/// Start a logical call at `site`, typed by the function's return type `R`.
+///
+/// # Errors
+/// The site's configuration error, as a `buttress::Error`.
+#[inline]
+pub fn begin<R>(site: &'static Site) -> Result<Call<'static, R::Ok, R::Err>, Error>
+where
+    R: IsResult,
+    R::Err: ResilientError,
+{
+    Ok(site.policy()?.call())
+}
