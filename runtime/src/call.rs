@@ -78,6 +78,11 @@ where
         self
     }
 
+    /// Set the call's idempotency key (see [`Call::with_key`]).
+    pub fn set_key(&mut self, key: impl Into<Arc<str>>) {
+        self.ctx.key = Some(key.into());
+    }
+
     /// Attempts started so far.
     #[must_use]
     pub fn attempts(&self) -> u32 {

@@ -107,7 +107,10 @@ pub mod __private {
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;
-    pub use crate::macro_support::{begin, IsResult, ResilientError, RetryAfterField, Site};
+    pub use crate::macro_support::{
+        begin, begin_inferred, begin_with, begin_with_inferred, key_string, IsResult,
+        ResilientError, RetryAfterField, Site,
+    };
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
     pub use crate::sync::locks_taken_on_this_thread;

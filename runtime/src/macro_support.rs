@@ -73,6 +73,7 @@ impl<T, E> IsResult for Result<T, E> {
 #[derive(Debug)]
 pub struct Site {
     config: PolicyConfig,
+    named: Option<&'static str>,
     policy: OnceLock<Result<Policy, ConfigError>>,
 }
 
@@ -82,6 +83,18 @@ impl Site {
     pub const fn new(config: PolicyConfig) -> Self {
         Self {
             config,
+            named: None,
+            policy: OnceLock::new(),
+        }
+    }
+
+    /// A call site using the registry's policy `name` when one is defined
+    /// ([`Registry::define_policy`]), and these inline settings otherwise.
+    #[must_use]
+    pub const fn named(name: &'static str, config: PolicyConfig) -> Self {
+        Self {
+            config,
+            named: Some(name),
             policy: OnceLock::new(),
         }
     }
@@ -92,10 +105,14 @@ impl Site {
     /// The configuration error, if the settings are invalid (the macro
     /// checks them at compile time, so this is a safety net).
     pub fn policy(&'static self) -> Result<&'static Policy, Error> {
-        match self
-            .policy
-            .get_or_init(|| Policy::from_config(self.config.clone(), Registry::global()))
-        {
+        match self.policy.get_or_init(|| {
+            let registry = Registry::global();
+            let config = self
+                .named
+                .and_then(|name| registry.policy_config(name))
+                .unwrap_or_else(|| self.config.clone());
+            Policy::from_config(config, registry)
+        }) {
             Ok(policy) => Ok(policy),
             Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
         }
@@ -113,4 +130,41 @@ where
     R::Err: ResilientError,
 {
     Ok(site.policy()?.call())
+}
+
+/// Like [`begin`], for return types that cannot be named (`impl Trait`).
+///
+/// # Errors
+/// The site's configuration error, as a `buttress::Error`.
+#[inline]
+pub fn begin_inferred<T, E>(site: &'static Site) -> Result<Call<'static, T, E>, Error>
+where
+    E: ResilientError,
+{
+    Ok(site.policy()?.call())
+}
+
+/// Start a logical call under a policy given as an expression
+/// (`policy = EXPR`).
+#[inline]
+pub fn begin_with<R>(policy: &Policy) -> Call<'_, R::Ok, R::Err>
+where
+    R: IsResult,
+    R::Err: ResilientError,
+{
+    policy.call()
+}
+
+/// Like [`begin_with`], for return types that cannot be named.
+#[inline]
+pub fn begin_with_inferred<T, E>(policy: &Policy) -> Call<'_, T, E>
+where
+    E: ResilientError,
+{
+    policy.call()
+}
+
+/// An idempotency key from any `Display` value.
+pub fn key_string<K: std::fmt::Display + ?Sized>(key: &K) -> std::sync::Arc<str> {
+    std::sync::Arc::from(key.to_string())
 }

@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::budget::{BudgetConfig, RetryBudget};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
+use crate::error::ConfigError;
+use crate::policy::PolicyConfig;
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::sync::RwLock;
 
@@ -141,6 +143,7 @@ impl Deref for BreakerHandle {
 #[derive(Default)]
 pub struct Registry {
     providers: RwLock<HashMap<Arc<str>, Arc<Provider>>>,
+    policies: RwLock<HashMap<String, PolicyConfig>>,
 }
 
 impl fmt::Debug for Registry {
@@ -212,6 +215,26 @@ impl Registry {
             None => self.register(name, &SharedConfig::new()),
         };
         BreakerHandle(provider)
+    }
+
+    /// Define (or replace) the named policy that `#[resilient(policy =
+    /// "name")]` call sites use instead of their inline settings. Call sites
+    /// read it when they first run.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] if the settings are invalid (nothing is stored).
+    pub fn define_policy(&self, name: &str, config: PolicyConfig) -> Result<(), ConfigError> {
+        config
+            .validate()
+            .map_err(|e| e.within(&format!("policies.{name}")))?;
+        self.policies.write().insert(name.to_owned(), config);
+        Ok(())
+    }
+
+    /// The named policy's settings, if defined.
+    #[must_use]
+    pub fn policy_config(&self, name: &str) -> Option<PolicyConfig> {
+        self.policies.read().get(name).cloned()
     }
 
     /// The names of every registered provider.

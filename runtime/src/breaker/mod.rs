@@ -368,6 +368,25 @@ pub struct BreakerStats {
 
 type Listener = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
 
+const BILLION: u64 = 1_000_000_000;
+
+/// A rate threshold as an integer numerator over [`BILLION`], so that the
+/// inclusive comparison `failures / calls >= rate` is exact for the rates
+/// people write: `0.3` (stored as 0.299999…) opens at 3 of 10, and
+/// `2.0 / 3.0` at 2 of 3. A value within a millionth of a part of a whole
+/// number of parts is that number; anything else rounds down, which only
+/// matters for windows of more than a billion calls.
+fn parts_per_billion(rate: f64) -> u64 {
+    let scaled = rate.clamp(0.0, 1.0) * BILLION as f64;
+    let nearest = scaled.round();
+    let parts = if (scaled - nearest).abs() < 1e-3 {
+        nearest
+    } else {
+        scaled.floor()
+    };
+    (parts as u64).max(1)
+}
+
 // State word: bits 0..3 state, 3..19 admitted probes, 19..35 succeeded
 // probes, 35..64 generation (bumped on every transition).
 const CLOSED: u64 = 0;
@@ -409,8 +428,8 @@ enum WindowImpl {
 pub struct Breaker {
     provider: Arc<str>,
     config: BreakerConfig,
-    rate_ppm: u64,
-    slow_ppm: Option<u64>,
+    rate_ppb: u64,
+    slow_ppb: Option<u64>,
     state: AtomicU64,
     open_until: AtomicU64,
     base: Instant,
@@ -481,18 +500,17 @@ impl Breaker {
     /// clamped.
     #[must_use]
     pub fn new(provider: impl Into<Arc<str>>, config: BreakerConfig) -> Self {
-        let ppm = |rate: f64| (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
         let window = match config.window {
             Window::Count(n) => WindowImpl::Count(CountWindow::new(n.min(MAX_COUNT_WINDOW))),
             Window::Time(span) => WindowImpl::Time(TimeWindow::new(span)),
         };
         Self {
             provider: provider.into(),
-            rate_ppm: ppm(config.failure_rate).max(1),
-            slow_ppm: config
+            rate_ppb: parts_per_billion(config.failure_rate),
+            slow_ppb: config
                 .slow_rate
                 .zip(config.slow_call)
-                .map(|(r, _)| ppm(r).max(1)),
+                .map(|(r, _)| parts_per_billion(r)),
             config,
             state: AtomicU64::new(make(CLOSED, 0, 0, 0)),
             open_until: AtomicU64::new(0),
@@ -662,22 +680,27 @@ impl Breaker {
             }
             0
         };
-        if !failed && !slow {
+        // A success is judged too: the call that brings the window to
+        // `min_calls` (or one recorded after older calls left a time window)
+        // may find the rate at the threshold. A window without failures or
+        // slow calls cannot trip, so the healthy path still returns here.
+        if !failed && !slow && counts.failures == 0 && counts.slow == 0 {
             return;
         }
         let judged = counts.calls >= u64::from(self.config.min_calls);
-        let reason = if self
-            .config
-            .consecutive_failures
-            .is_some_and(|limit| consecutive >= limit)
+        let reason = if failed
+            && self
+                .config
+                .consecutive_failures
+                .is_some_and(|limit| consecutive >= limit)
         {
             TransitionReason::ConsecutiveFailures
-        } else if judged && counts.failures * 1_000_000 >= self.rate_ppm * counts.calls {
+        } else if judged && counts.failures * BILLION >= self.rate_ppb * counts.calls {
             TransitionReason::FailureRate
         } else if judged
             && self
-                .slow_ppm
-                .is_some_and(|ppm| counts.slow * 1_000_000 >= ppm * counts.calls)
+                .slow_ppb
+                .is_some_and(|ppb| counts.slow * BILLION >= ppb * counts.calls)
         {
             TransitionReason::SlowCallRate
         } else {
@@ -686,7 +709,8 @@ impl Breaker {
         self.open_from(word, reason);
     }
 
-    fn open_from(&self, word: u64, reason: TransitionReason) {
+    /// Open from `word`; false if the state word changed meanwhile.
+    fn open_from(&self, word: u64, reason: TransitionReason) -> bool {
         let until = self
             .now_nanos()
             .saturating_add(self.config.open_for.as_nanos() as u64);
@@ -703,7 +727,9 @@ impl Breaker {
                 BreakerState::Open,
                 reason,
             );
+            return true;
         }
+        false
     }
 
     fn record_probe(&self, gen: u64, failed: bool) {
@@ -713,8 +739,13 @@ impl Breaker {
                 return;
             }
             if failed {
-                self.open_from(word, TransitionReason::ProbeFailed);
-                return;
+                // Other probes being admitted or released change the word
+                // too; try again rather than lose the failure.
+                if self.open_from(word, TransitionReason::ProbeFailed) {
+                    return;
+                }
+                word = self.state.load(Ordering::Acquire);
+                continue;
             }
             let done = succeeded(word) + 1;
             let next = if done >= u64::from(self.config.half_open_probes) {
@@ -812,5 +843,22 @@ impl Breaker {
         for listener in listeners.iter() {
             listener(&event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_exact_for_written_rates() {
+        assert_eq!(parts_per_billion(0.3), 300_000_000);
+        assert_eq!(parts_per_billion(0.57), 570_000_000);
+        assert_eq!(parts_per_billion(2.0 / 3.0), 666_666_666);
+        assert_eq!(parts_per_billion(1.0), BILLION);
+        // 2 of 3 reaches a 2/3 threshold; 3 of 10 reaches 0.3.
+        assert!(2 * BILLION >= parts_per_billion(2.0 / 3.0) * 3);
+        assert!(3 * BILLION >= parts_per_billion(0.3) * 10);
+        assert!(2 * BILLION < parts_per_billion(0.3) * 10);
     }
 }

@@ -1,0 +1,226 @@
+//! Validate the parsed attribute and the function it sits on, collecting
+//! every error.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::{ReturnType, Signature};
+
+use super::attr::{Attr, BackoffArg, Dur, Num, PolicyArg, Switch, WindowArg};
+use super::errors::Errors;
+
+// The runtime's defaults, needed here only for cross-checks (`timeout`
+// against `deadline`, `min_calls` against the window). They must match
+// `PolicyConfig::new` and `BreakerConfig::new`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+const DEFAULT_WINDOW: u32 = 100;
+const DEFAULT_MIN_CALLS: u32 = 20;
+const MAX_COUNT_WINDOW: u32 = 1_000_000;
+const MAX_HALF_OPEN_PROBES: u32 = 10_000;
+const MIN_TIME_WINDOW: Duration = Duration::from_millis(20);
+
+/// Checks on the function: what `#[resilient]` can wrap.
+pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
+    if let Some(constness) = &sig.constness {
+        errors.at(constness.span, "`#[resilient]` cannot wrap a `const fn`: its body runs at run time under timeouts and retries; remove `const`");
+    }
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span,
+            "`#[resilient]` needs an `async fn`: timeouts, backoff and breakers wait asynchronously; make the function `async`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.on(variadic, "`#[resilient]` cannot wrap a variadic function");
+    }
+    if let ReturnType::Default = sig.output {
+        errors.at(
+            sig.ident.span(),
+            format!(
+                "`{}` returns `()`, but a `#[resilient]` function must return `Result<T, E>`: buttress decides what to retry from the error",
+                sig.ident
+            ),
+        );
+    }
+}
+
+fn positive(d: Option<&Dur>, key: &str, errors: &mut Errors) {
+    if let Some(d) = d {
+        if d.value.is_zero() {
+            errors.on(&d.lit, format!("`{key}` must be longer than zero"));
+        }
+    }
+}
+
+fn rate(n: Option<&Num<f64>>, key: &str, errors: &mut Errors) {
+    if let Some(n) = n {
+        if !(n.value > 0.0 && n.value <= 1.0) {
+            errors.at(
+                n.span,
+                format!(
+                    "`{key}` must be in (0, 1], got {}: it is the fraction of calls in the window",
+                    n.value
+                ),
+            );
+        }
+    }
+}
+
+fn at_least_one(n: Option<&Num<u32>>, key: &str, errors: &mut Errors) {
+    if let Some(n) = n {
+        if n.value == 0 {
+            errors.at(n.span, format!("`{key}` must be at least 1, got 0"));
+        }
+    }
+}
+
+/// Semantic checks on the attribute.
+pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
+    if let Some(provider) = &attr.provider {
+        if provider.value().trim().is_empty() {
+            errors.on(
+                provider,
+                "`provider` must not be empty: it names the shared breaker, budget and limits",
+            );
+        }
+    }
+    positive(attr.timeout.as_ref(), "timeout", errors);
+    positive(attr.deadline.as_ref(), "deadline", errors);
+    let timeout = attr.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |d| d.value);
+    let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);
+    if timeout > deadline && !timeout.is_zero() && !deadline.is_zero() {
+        let (span, which) = match (&attr.timeout, &attr.deadline) {
+            (Some(t), _) => (t.lit.span(), ""),
+            (None, Some(d)) => (d.lit.span(), " (the default timeout)"),
+            (None, None) => (Span::call_site(), ""),
+        };
+        let deadline_note = if attr.deadline.is_some() {
+            ""
+        } else {
+            ", the default"
+        };
+        errors.at(
+            span,
+            format!(
+                "`timeout` ({timeout:?}{which}) is longer than `deadline` ({deadline:?}{deadline_note}); the deadline covers all attempts, so raise it or lower the timeout"
+            ),
+        );
+    }
+
+    if let Some(Switch::On(retry)) = &attr.retry {
+        at_least_one(retry.max_attempts.as_ref(), "max_attempts", errors);
+        if let Some(
+            BackoffArg::Exponential { base, max, span }
+            | BackoffArg::Decorrelated { base, max, span },
+        ) = &retry.backoff
+        {
+            if base.value > max.value {
+                errors.at(*span, format!("backoff `base` ({:?}) is larger than `max` ({:?}); raise max or lower base", base.value, max.value));
+            }
+        }
+        if let Some(Switch::On(budget)) = &retry.budget {
+            if !(0.0..=1.0).contains(&budget.ratio.value) {
+                errors.at(budget.ratio.span, format!("budget `ratio` must be in [0, 1], got {}: it is the extra load retries may add", budget.ratio.value));
+            }
+            at_least_one(budget.cap.as_ref(), "cap", errors);
+        }
+    }
+
+    if let Some(Switch::On(b)) = &attr.breaker {
+        rate(b.failure_rate.as_ref(), "failure_rate", errors);
+        rate(b.slow_rate.as_ref(), "slow_rate", errors);
+        match (&b.slow_rate, &b.slow_call) {
+            (Some(r), None) => errors.at(r.span, "`slow_rate` needs `slow_call`, the duration above which a call is slow, such as `slow_call = \"2s\"`"),
+            (None, Some(c)) => errors.on(&c.lit, "`slow_call` needs `slow_rate`, the fraction of slow calls that opens the breaker, such as `slow_rate = 0.5`"),
+            _ => {}
+        }
+        positive(b.slow_call.as_ref(), "slow_call", errors);
+        positive(b.open_for.as_ref(), "open_for", errors);
+        at_least_one(b.min_calls.as_ref(), "min_calls", errors);
+        at_least_one(
+            b.consecutive_failures.as_ref(),
+            "consecutive_failures",
+            errors,
+        );
+        if let Some(p) = &b.half_open_probes {
+            if p.value == 0 || p.value > MAX_HALF_OPEN_PROBES {
+                errors.at(
+                    p.span,
+                    format!(
+                        "`half_open_probes` must be in 1..={MAX_HALF_OPEN_PROBES}, got {}",
+                        p.value
+                    ),
+                );
+            }
+        }
+        match &b.window {
+            Some(WindowArg::Count(n)) if n.value == 0 => errors.at(n.span, "`window` must hold at least 1 call, got 0"),
+            Some(WindowArg::Count(n)) if n.value > MAX_COUNT_WINDOW => errors.at(
+                n.span,
+                format!("`window` must hold at most {MAX_COUNT_WINDOW} calls, got {}; use a time window such as `window = \"30s\"` for high-volume providers", n.value),
+            ),
+            Some(WindowArg::Time(d)) if d.value < MIN_TIME_WINDOW => {
+                errors.on(&d.lit, format!("a time `window` must span at least {MIN_TIME_WINDOW:?}, got {:?}", d.value));
+            }
+            _ => {}
+        }
+        let window = match &b.window {
+            Some(WindowArg::Count(n)) => Some(n.value),
+            Some(WindowArg::Time(_)) => None,
+            None => Some(DEFAULT_WINDOW),
+        };
+        let min_calls = b.min_calls.as_ref().map_or(DEFAULT_MIN_CALLS, |n| n.value);
+        if let Some(window) = window {
+            if min_calls > window && window > 0 {
+                let span = b.min_calls.as_ref().map(|n| n.span).or(match &b.window {
+                    Some(WindowArg::Count(n)) => Some(n.span),
+                    _ => None,
+                });
+                errors.at(
+                    span.unwrap_or_else(Span::call_site),
+                    format!("`min_calls` ({min_calls}) is larger than the `window` ({window} calls), so the rate could never be judged; lower min_calls or widen the window"),
+                );
+            }
+        }
+    }
+
+    if let Some(b) = &attr.bulkhead {
+        at_least_one(b.max_concurrent.as_ref(), "max_concurrent", errors);
+    }
+    if let Some(r) = &attr.rate_limit {
+        at_least_one(r.per_second.as_ref(), "per_second", errors);
+        at_least_one(r.burst.as_ref(), "burst", errors);
+    }
+    if let Some(i) = &attr.idempotent {
+        let later = "arrives with buttress's idempotency stores; for now use `idempotent(key = ...)` and rely on the provider's idempotency key";
+        if let Some(store) = &i.store {
+            errors.on(
+                store,
+                format!(
+                    "`store` is not supported by this version of buttress: deduplication {later}"
+                ),
+            );
+        }
+        if let Some(ttl) = &i.ttl {
+            errors.on(
+                &ttl.lit,
+                format!("`ttl` is not supported by this version of buttress: it {later}"),
+            );
+        }
+        if let Some(fingerprint) = &i.fingerprint {
+            errors.on(
+                fingerprint,
+                format!("`fingerprint` is not supported by this version of buttress: it {later}"),
+            );
+        }
+    }
+    if let Some(PolicyArg::Expr(_)) = &attr.policy {
+        for key in &attr.inline_keys {
+            errors.on(
+                key,
+                format!("`{key}` cannot be combined with `policy = <expression>`: that policy carries every setting; set `{key}` where the policy is built, or name a registry policy with `policy = \"name\"`"),
+            );
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Generate the wrapper: a `static` call site built once, and a short
+//! attempt loop that re-runs the user's block inline.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Block, FnArg, Pat, ReturnType, Signature, Type};
+
+use super::attr::{Attr, BackoffArg, Dur, JitterArg, Num, PolicyArg, Switch, WindowArg};
+use super::errors::Errors;
+use crate::duration;
+
+fn dur(d: &Dur) -> TokenStream {
+    duration::tokens(d.value)
+}
+
+fn u(n: &Num<u32>) -> TokenStream {
+    let v = n.value;
+    quote!(#v)
+}
+
+fn f(n: &Num<f64>) -> TokenStream {
+    let v = n.value;
+    quote!(#v)
+}
+
+/// The `PolicyConfig` constant expression for the call site.
+fn config(attr: &Attr, sig: &Signature) -> TokenStream {
+    let p = quote!(::buttress::__private);
+    let operation = sig.ident.to_string();
+    let provider = match &attr.provider {
+        Some(lit) => quote!(#lit),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #operation)),
+    };
+    let mut chain = quote!(#p::PolicyConfig::named(#provider, #operation));
+    if let Some(t) = &attr.timeout {
+        let t = dur(t);
+        chain = quote!(#chain.with_timeout(#p::Some(#t)));
+    }
+    if let Some(d) = &attr.deadline {
+        let d = dur(d);
+        chain = quote!(#chain.with_deadline(#p::Some(#d)));
+    }
+    match &attr.retry {
+        Some(Switch::Off) => chain = quote!(#chain.with_retry(#p::RetryConfig::off())),
+        Some(Switch::On(r)) => {
+            let mut retry = quote!(#p::RetryConfig::new());
+            if let Some(n) = &r.max_attempts {
+                let n = u(n);
+                retry = quote!(#retry.with_max_attempts(#n));
+            }
+            if let Some(b) = &r.backoff {
+                let backoff = match b {
+                    BackoffArg::Exponential { base, max, .. } => {
+                        let (base, max) = (dur(base), dur(max));
+                        quote!(#p::Backoff::exponential(#base, #max))
+                    }
+                    BackoffArg::Decorrelated { base, max, .. } => {
+                        let (base, max) = (dur(base), dur(max));
+                        quote!(#p::Backoff::decorrelated(#base, #max))
+                    }
+                    BackoffArg::Constant(d) => {
+                        let d = dur(d);
+                        quote!(#p::Backoff::constant(#d))
+                    }
+                };
+                retry = quote!(#retry.with_backoff(#backoff));
+            }
+            if let Some(j) = r.jitter {
+                let jitter = match j {
+                    JitterArg::Full => quote!(#p::Jitter::Full),
+                    JitterArg::Equal => quote!(#p::Jitter::Equal),
+                    JitterArg::None => quote!(#p::Jitter::None),
+                };
+                retry = quote!(#retry.with_jitter(#jitter));
+            }
+            match &r.budget {
+                Some(Switch::Off) => retry = quote!(#retry.with_budget(#p::None)),
+                Some(Switch::On(b)) => {
+                    let ratio = f(&b.ratio);
+                    let mut budget = quote!(#p::BudgetConfig::new().with_ratio(#ratio));
+                    if let Some(cap) = &b.cap {
+                        let cap = u(cap);
+                        budget = quote!(#budget.with_cap(#cap));
+                    }
+                    retry = quote!(#retry.with_budget(#p::Some(#budget)));
+                }
+                None => {}
+            }
+            chain = quote!(#chain.with_retry(#retry));
+        }
+        None => {}
+    }
+    match &attr.breaker {
+        Some(Switch::Off) => chain = quote!(#chain.with_breaker(#p::None)),
+        Some(Switch::On(b)) => {
+            let mut breaker = quote!(#p::BreakerConfig::new());
+            if let Some(r) = &b.failure_rate {
+                let r = f(r);
+                breaker = quote!(#breaker.with_failure_rate(#r));
+            }
+            if let (Some(rate), Some(call)) = (&b.slow_rate, &b.slow_call) {
+                let (rate, call) = (f(rate), dur(call));
+                breaker = quote!(#breaker.with_slow_calls(#rate, #call));
+            }
+            match &b.window {
+                Some(WindowArg::Count(n)) => {
+                    let n = u(n);
+                    breaker = quote!(#breaker.with_window(#p::Window::Count(#n)));
+                }
+                Some(WindowArg::Time(d)) => {
+                    let d = dur(d);
+                    breaker = quote!(#breaker.with_window(#p::Window::Time(#d)));
+                }
+                None => {}
+            }
+            if let Some(n) = &b.min_calls {
+                let n = u(n);
+                breaker = quote!(#breaker.with_min_calls(#n));
+            }
+            if let Some(n) = &b.consecutive_failures {
+                let n = u(n);
+                breaker = quote!(#breaker.with_consecutive_failures(#n));
+            }
+            if let Some(d) = &b.open_for {
+                let d = dur(d);
+                breaker = quote!(#breaker.with_open_for(#d));
+            }
+            if let Some(n) = &b.half_open_probes {
+                let n = u(n);
+                breaker = quote!(#breaker.with_half_open_probes(#n));
+            }
+            chain = quote!(#chain.with_breaker(#p::Some(#breaker)));
+        }
+        None => {}
+    }
+    if let Some(b) = &attr.bulkhead {
+        let mut bulkhead = quote!(#p::BulkheadConfig::new());
+        if let Some(n) = &b.max_concurrent {
+            let n = u(n);
+            bulkhead = quote!(#bulkhead.with_max_concurrent(#n));
+        }
+        if let Some(d) = &b.max_wait {
+            let d = dur(d);
+            bulkhead = quote!(#bulkhead.with_max_wait(#d));
+        }
+        chain = quote!(#chain.with_bulkhead(#p::Some(#bulkhead)));
+    }
+    if let Some(r) = &attr.rate_limit {
+        let mut limit = quote!(#p::RateLimitConfig::new());
+        if let Some(n) = &r.per_second {
+            let n = u(n);
+            limit = quote!(#limit.with_per_second(#n));
+        }
+        if let Some(n) = &r.burst {
+            let n = u(n);
+            limit = quote!(#limit.with_burst(#n));
+        }
+        chain = quote!(#chain.with_rate_limit(#p::Some(#limit)));
+    }
+    if attr.idempotent.is_some() {
+        chain = quote!(#chain.with_idempotent(true));
+    }
+    chain
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
+/// The arguments to pass on to a fallback: `self` and each parameter name.
+fn forwarded_args(sig: &Signature, errors: &mut Errors) -> Vec<TokenStream> {
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                let token = r.self_token;
+                args.push(quote!(#token));
+            }
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(p) if p.subpat.is_none() => {
+                    let ident = &p.ident;
+                    args.push(quote!(#ident));
+                }
+                other => errors.on(
+                    other,
+                    "with `fallback`, every argument must be a plain name (the fallback is called with the same arguments); bind this pattern inside the body instead",
+                ),
+            },
+        }
+    }
+    args
+}
+
+/// The new body of the function.
+pub(crate) fn body(
+    attr: &Attr,
+    sig: &Signature,
+    block: &Block,
+    errors: &mut Errors,
+) -> TokenStream {
+    let p = quote!(::buttress::__private);
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => &**ty,
+        ReturnType::Default => return quote!(#block),
+    };
+    let span = ret.span();
+    let nameable = !contains_impl_trait(ret);
+    let (site, begin) = match &attr.policy {
+        Some(PolicyArg::Expr(expr)) => {
+            let begin = if nameable {
+                quote_spanned!(span=> #p::begin_with::<#ret>(#expr))
+            } else {
+                quote_spanned!(span=> #p::begin_with_inferred(#expr))
+            };
+            (quote!(), quote!(#p::Ok::<_, #p::Error>(#begin)))
+        }
+        policy => {
+            let config = config(attr, sig);
+            let site = match policy {
+                Some(PolicyArg::Named(name)) => quote!(#p::Site::named(#name, #config)),
+                _ => quote!(#p::Site::new(#config)),
+            };
+            let site = quote! {
+                static __BUTTRESS_SITE: #p::Site = #site;
+            };
+            let begin = if nameable {
+                quote_spanned!(span=> #p::begin::<#ret>(&__BUTTRESS_SITE))
+            } else {
+                quote_spanned!(span=> #p::begin_inferred(&__BUTTRESS_SITE))
+            };
+            (site, begin)
+        }
+    };
+    let key =
+        attr.idempotent.as_ref().and_then(|i| i.key.as_ref()).map(
+            |key| quote_spanned!(key.span()=> __buttress_call.set_key(#p::key_string(&(#key)));),
+        );
+    let attempt_loop = quote! {
+        loop {
+            if let #p::ControlFlow::Break(__buttress_result) = __buttress_call.attempt(async #block).await {
+                break __buttress_result;
+            }
+        }
+    };
+    let finish = match &attr.fallback {
+        Some(fallback) => {
+            let args = forwarded_args(sig, errors);
+            quote! {
+                match #attempt_loop {
+                    #p::Ok(__buttress_value) => #p::Ok(__buttress_value),
+                    #p::Err(__buttress_error) => #fallback(#(#args,)* __buttress_error).await,
+                }
+            }
+        }
+        None => attempt_loop,
+    };
+    quote! {
+        {
+            #site
+            let mut __buttress_call = match #begin {
+                #p::Ok(__buttress_call) => __buttress_call,
+                #p::Err(__buttress_error) => {
+                    return #p::Err(::core::convert::From::from(__buttress_error));
+                }
+            };
+            #key
+            #finish
+        }
+    }
+}
