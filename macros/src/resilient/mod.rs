@@ -8,7 +8,9 @@ mod expand;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Attribute, Block, Signature, Visibility};
+use syn::{
+    Attribute, Block, Expr, Local, Pat, PatType, ReturnType, Signature, Stmt, Type, Visibility,
+};
 
 use errors::Errors;
 
@@ -52,8 +54,38 @@ fn parse_function(item: TokenStream) -> syn::Result<Function> {
     }
 }
 
+/// `#[async_trait]` (which expands before us when it sits on the impl or
+/// trait block) turns `async fn f(..) -> R { body }` into a plain `fn`
+/// returning a boxed future whose block is
+/// `Box::pin(async move { …; let __ret: R = { body }; __ret })`.
+/// Find that inner `{ body }` and its `R`, so the attempt loop goes around
+/// the user's body inside the boxed future.
+fn async_trait_body(block: &mut Block) -> Option<(&mut syn::Expr, Type)> {
+    let [Stmt::Expr(Expr::Call(call), None)] = block.stmts.as_mut_slice() else {
+        return None;
+    };
+    let is_pin = matches!(&*call.func, Expr::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "pin"));
+    if !is_pin || call.args.len() != 1 {
+        return None;
+    }
+    let Some(Expr::Async(inner)) = call.args.first_mut() else {
+        return None;
+    };
+    inner.block.stmts.iter_mut().find_map(|stmt| match stmt {
+        Stmt::Local(Local {
+            pat: Pat::Type(PatType { pat, ty, .. }),
+            init: Some(init),
+            ..
+        }) if matches!(&**pat, Pat::Ident(i) if i.ident == "__ret") => {
+            let ty = (**ty).clone();
+            Some((&mut *init.expr, ty))
+        }
+        _ => None,
+    })
+}
+
 pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match parse_function(item.clone()) {
+    let mut function = match parse_function(item.clone()) {
         Ok(f) => f,
         Err(e) => {
             let error = e.into_compile_error();
@@ -62,8 +94,34 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
     };
     let mut errors = Errors::default();
     let attr = attr::parse(attr_tokens, &mut errors);
-    check::signature(&function.sig, &mut errors);
     check::attr(&attr, &mut errors);
+    if function.sig.asyncness.is_none() {
+        if let Some((user_block, ret)) = async_trait_body(&mut function.block) {
+            let mut sig = function.sig.clone();
+            sig.asyncness = Some(Default::default());
+            sig.output = ReturnType::Type(Default::default(), Box::new(ret));
+            check::signature(&sig, &mut errors);
+            let block: Block = syn::parse_quote!({ #user_block });
+            let wrapped = expand::body(&attr, &sig, &block, &mut errors);
+            *user_block = syn::parse_quote!(#wrapped);
+            if let Err(e) = errors.finish() {
+                let error = e.into_compile_error();
+                return quote!(#error #item);
+            }
+            let Function {
+                attrs,
+                vis,
+                defaultness,
+                sig,
+                block,
+            } = function;
+            return quote! {
+                #(#attrs)*
+                #vis #defaultness #sig #block
+            };
+        }
+    }
+    check::signature(&function.sig, &mut errors);
     let body = expand::body(&attr, &function.sig, &function.block, &mut errors);
     if let Err(e) = errors.finish() {
         // The user's function unchanged, so one mistake does not bring a
