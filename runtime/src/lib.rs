@@ -13,6 +13,73 @@
 //! poll, and a healthy count-window breaker records a success with three
 //! loads.
 //!
+//! ## With the macro
+//!
+//! ```
+//! use std::time::Duration;
+//! use buttress::{resilient, Classify};
+//!
+//! #[derive(Debug, thiserror::Error, Classify)]
+//! pub enum MapsError {
+//!     #[error("throttled")]
+//!     #[classify(rate_limited)]
+//!     Throttled(#[retry_after] Option<Duration>),
+//!     #[error("unavailable")]
+//!     #[classify(transient)]
+//!     Unavailable,
+//!     #[error("no such address")]
+//!     #[classify(permanent)]
+//!     NotFound,
+//!     #[error(transparent)]
+//!     #[classify(delegate)]
+//!     Resilience(#[from] buttress::Error),
+//! }
+//!
+//! #[resilient(provider = "maps", timeout = "500ms", deadline = "3s", retry(max_attempts = 4))]
+//! async fn geocode(address: &str) -> Result<(f64, f64), MapsError> {
+//!     if address.is_empty() {
+//!         return Err(MapsError::NotFound);
+//!     }
+//!     Ok((48.85, 2.35))
+//! }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! assert_eq!(geocode("Paris").await.unwrap(), (48.85, 2.35));
+//! # }
+//! ```
+//!
+//! ### What `#[resilient]` expands to
+//!
+//! A `static` call site (its policy built on first use, then read with one
+//! atomic load) and a short loop that re-runs the body inline, once per
+//! attempt, so the body may borrow `self` and the arguments:
+//!
+//! ```ignore
+//! async fn geocode(address: &str) -> Result<(f64, f64), MapsError> {
+//!     static __BUTTRESS_SITE: ::buttress::__private::Site = ::buttress::__private::Site::new(
+//!         ::buttress::__private::PolicyConfig::named("maps", "geocode")
+//!             .with_timeout(::buttress::__private::Some(::buttress::__private::Duration::new(0, 500_000_000)))
+//!             .with_deadline(::buttress::__private::Some(::buttress::__private::Duration::new(3, 0)))
+//!             .with_retry(::buttress::__private::RetryConfig::new().with_max_attempts(4u32)),
+//!     );
+//!     let mut __buttress_call =
+//!         match ::buttress::__private::begin::<Result<(f64, f64), MapsError>>(&__BUTTRESS_SITE) {
+//!             ::buttress::__private::Ok(call) => call,
+//!             ::buttress::__private::Err(e) => return ::buttress::__private::Err(::core::convert::From::from(e)),
+//!         };
+//!     loop {
+//!         if let ::buttress::__private::ControlFlow::Break(result) =
+//!             __buttress_call.attempt(async { /* the original body */ }).await
+//!         {
+//!             break result;
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! [`Call::attempt`] does the rest: admission (breaker, rate limit,
+//! bulkhead), the timeout, recording the outcome, and the retry decision
+//! with its backoff sleep.
+//!
 //! ## Without the macro
 //!
 //! ```
@@ -127,6 +194,12 @@ pub use buttress_macros::{resilient, Classify};
 /// The book's chapters, compiled and run as doctests so no example can rot.
 #[cfg(doctest)]
 mod book {
+    #[doc = include_str!("../../book/src/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../book/src/resilient.md")]
+    struct Resilient;
+    #[doc = include_str!("../../book/src/classify.md")]
+    struct ClassifyChapter;
     #[doc = include_str!("../../book/src/policies.md")]
     struct Policies;
 }
