@@ -295,8 +295,56 @@ async fn io_like() -> Result<u8, ShapeError> {
     Ok(2)
 }
 
+#[resilient(retry(max_attempts = 1))]
+async fn extra_100(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(breaker(open_for = "1m30s", half_open_probes = 1))]
+async fn extra_101(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(bulkhead(max_wait = "1ms"))]
+async fn extra_102(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(rate_limit(burst = 5))]
+async fn extra_103(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(deadline = "1h")]
+async fn extra_104(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(timeout = "1500ms")]
+async fn extra_105(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(retry(jitter = full, budget = ratio(ratio = 0.3, cap = 20)))]
+async fn extra_106(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
+#[resilient(idempotent(key = "static-key"))]
+async fn extra_107(n: u32) -> Result<u32, ShapeError> {
+    Ok(n * 2)
+}
+
 #[tokio::test]
 async fn every_shape_runs() {
+    assert_eq!(extra_100(2).await.unwrap(), 4);
+    assert_eq!(extra_101(2).await.unwrap(), 4);
+    assert_eq!(extra_102(2).await.unwrap(), 4);
+    assert_eq!(extra_103(2).await.unwrap(), 4);
+    assert_eq!(extra_104(2).await.unwrap(), 4);
+    assert_eq!(extra_105(2).await.unwrap(), 4);
+    assert_eq!(extra_106(2).await.unwrap(), 4);
+    assert_eq!(extra_107(2).await.unwrap(), 4);
     assert_eq!(free_0(1).await.unwrap(), 1);
     assert_eq!(free_1(1).await.unwrap(), 2);
     assert_eq!(free_2(1).await.unwrap(), 3);
