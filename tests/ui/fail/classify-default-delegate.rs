@@ -1,0 +1,9 @@
+use buttress::Classify;
+
+#[derive(Debug, Classify)]
+#[classify(default = delegate)]
+enum PayError {
+    Io(std::io::Error),
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use buttress::Classify;
+
+#[derive(Debug, Classify)]
+enum PayError {
+    #[classify(default = permanent)]
+    Declined,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use buttress::Classify;
+
+#[derive(Debug, Classify)]
+struct Declined {
+    reason: String,
+}
+
+fn main() {}
