@@ -14,7 +14,7 @@ impl From<buttress::Error> for ApiError {
     }
 }
 
-#[resilient(timeout = "2 sec")]
+#[resilient(timeout = "2 parsecs")]
 async fn call() -> Result<u32, ApiError> {
     Ok(1)
 }
