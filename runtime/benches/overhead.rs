@@ -1,1 +1,215 @@
-fn main(){}
+//! What a policy costs per call, against the body alone and against a bare
+//! `tokio::time::timeout`.
+//!
+//! Groups:
+//! - `overhead/ready/<row>`: a body ready on its first poll;
+//! - `overhead/yield_once/<row>`: a body that yields once, then completes;
+//! - `overhead/contended/<row>_2x64`: 64 tasks on a 2-worker runtime, all
+//!   through one shared policy, yield-once body; wall-clock time per call.
+//!
+//! Rows: `bare` (the body awaited directly), `tokio_timeout` (the body under
+//! `tokio::time::timeout(10 s)`), `default_stack` (the default policy of an
+//! empty `#[resilient]`, driven by the `Call::attempt` loop a macro expands
+//! to) and `full_stack` (the defaults plus a bulkhead and a rate limiter
+//! that never limits).
+
+use std::future::Future;
+use std::hint::black_box;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use buttress::bulkhead::BulkheadConfig;
+use buttress::rate_limit::RateLimitConfig;
+use buttress::{Error, Policy, Registry};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use tokio::runtime::Runtime;
+
+type Out = Result<u64, Error>;
+
+/// The per-attempt timeout of the default policy, used for the baseline.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tasks in the contended rows.
+const TASKS: u64 = 64;
+
+/// A body ready on its first poll.
+async fn ready() -> Out {
+    Ok(black_box(1))
+}
+
+/// A body that returns `Pending` once (rescheduling itself), then completes.
+async fn yield_once() -> Out {
+    tokio::task::yield_now().await;
+    Ok(black_box(1))
+}
+
+/// What `#[resilient]` expands to: the attempt loop around a fresh body.
+async fn drive<Fut>(policy: &Policy, body: impl Fn() -> Fut) -> Out
+where
+    Fut: Future<Output = Out>,
+{
+    let mut call = policy.call::<u64, Error>();
+    loop {
+        if let ControlFlow::Break(result) = call.attempt(body()).await {
+            break result;
+        }
+    }
+}
+
+/// The body under a bare tokio timeout (the baseline).
+async fn with_tokio_timeout<Fut>(body: impl Fn() -> Fut) -> Out
+where
+    Fut: Future<Output = Out>,
+{
+    match tokio::time::timeout(TIMEOUT, body()).await {
+        Ok(result) => result,
+        Err(_) => unreachable!("the body never takes 10 s"),
+    }
+}
+
+/// Each policy gets its own registry, alive for the whole bench.
+fn registry() -> &'static Registry {
+    Box::leak(Box::new(Registry::new()))
+}
+
+/// The default policy of an empty `#[resilient]`: timeout 10 s, deadline
+/// 30 s, 3 attempts under a retry budget, count-window breaker.
+fn default_stack(name: &'static str) -> Policy {
+    Policy::builder(name)
+        .build_in(registry())
+        .expect("the default policy is valid")
+}
+
+/// The defaults plus a bulkhead and a rate limiter that never limits.
+///
+/// The limiter's interval is `1e9 / per_second`, clamped to at least 1 ns,
+/// and its tolerance `interval × (burst − 1)` ≈ 2.1 s: every call advances
+/// its clock by 1 ns and no call waits unless calls come faster than one a
+/// nanosecond for 2 s. Nothing overflows a `u64`.
+fn full_stack(name: &'static str) -> Policy {
+    Policy::builder(name)
+        .bulkhead(BulkheadConfig::new().with_max_concurrent(1024))
+        .rate_limit(
+            RateLimitConfig::new()
+                .with_per_second(u32::MAX / 2)
+                .with_burst(u32::MAX / 2),
+        )
+        .build_in(registry())
+        .expect("the full policy is valid")
+}
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn two_workers() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a 2-worker runtime")
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+}
+
+/// The four rows for one body, on a current-thread runtime.
+fn single<Fut>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    body_name: &'static str,
+    body: impl Fn() -> Fut + Copy,
+) where
+    Fut: Future<Output = Out>,
+{
+    let default_policy = default_stack(match body_name {
+        "ready" => "bench-default-ready",
+        _ => "bench-default-yield",
+    });
+    let full_policy = full_stack(match body_name {
+        "ready" => "bench-full-ready",
+        _ => "bench-full-yield",
+    });
+
+    let mut group = c.benchmark_group(format!("overhead/{body_name}"));
+    configure(&mut group);
+    group.bench_function("bare", |b| b.to_async(rt).iter(body));
+    group.bench_function("tokio_timeout", |b| {
+        b.to_async(rt).iter(|| with_tokio_timeout(body));
+    });
+    group.bench_function("default_stack", |b| {
+        b.to_async(rt).iter(|| drive(&default_policy, body));
+    });
+    group.bench_function("full_stack", |b| {
+        b.to_async(rt).iter(|| drive(&full_policy, body));
+    });
+    group.finish();
+}
+
+/// Run `iters` calls spread over [`TASKS`] tasks and return the wall-clock
+/// time, scaled to exactly `iters` calls (each task makes `iters / TASKS`
+/// calls, rounded up).
+async fn contended<Call, Fut>(iters: u64, call: Call) -> Duration
+where
+    Call: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Out> + Send,
+{
+    let per_task = iters.div_ceil(TASKS);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let _ = black_box(call().await);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a bench task panicked");
+    }
+    let elapsed = start.elapsed().as_nanos();
+    let made = u128::from(per_task * TASKS);
+    let scaled = elapsed * u128::from(iters) / made;
+    Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
+}
+
+fn bench_ready(c: &mut Criterion) {
+    let rt = current_thread();
+    single(c, &rt, "ready", ready);
+}
+
+fn bench_yield_once(c: &mut Criterion) {
+    let rt = current_thread();
+    single(c, &rt, "yield_once", yield_once);
+}
+
+fn bench_contended(c: &mut Criterion) {
+    let rt = two_workers();
+    // `'static`, like the policy a macro keeps in a `static`: the tasks share
+    // it without touching a reference count per call.
+    let policy: &'static Policy = Box::leak(Box::new(full_stack("bench-full-contended")));
+
+    let mut group = c.benchmark_group("overhead/contended");
+    configure(&mut group);
+    group.bench_function("tokio_timeout_2x64", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| contended(iters, || with_tokio_timeout(yield_once)));
+    });
+    group.bench_function("full_stack_2x64", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| contended(iters, move || drive(policy, yield_once)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ready, bench_yield_once, bench_contended);
+criterion_main!(benches);

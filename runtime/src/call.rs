@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::class::{Classify, ErrorClass};
 use crate::context::CallContext;
 use crate::error::Error;
+use crate::idempotency::{Dedup, DedupOptions, IdempotencyStore, Stored};
 use crate::policy::PolicyInner;
 use crate::rate_limit::Admission;
 use crate::timeout::{AttemptFuture, Finished};
@@ -63,7 +64,7 @@ where
     pub(crate) const fn new(policy: &'p PolicyInner) -> Self {
         Self {
             policy,
-            ctx: CallContext::new(policy.config.deadline),
+            ctx: CallContext::new(policy.config.deadline, policy.config.idempotent),
             previous_delay: Duration::ZERO,
             last_error: None,
             _result: PhantomData,
@@ -74,13 +75,56 @@ where
     /// readable in the body through [`crate::idempotency_key`].
     #[must_use]
     pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Self {
-        self.ctx.key = Some(key.into());
+        self.set_key(key);
         self
     }
 
     /// Set the call's idempotency key (see [`Call::with_key`]).
     pub fn set_key(&mut self, key: impl Into<Arc<str>>) {
-        self.ctx.key = Some(key.into());
+        self.ctx.key = std::cell::OnceCell::from(key.into());
+    }
+
+    /// The call's idempotency key, generating one for an idempotent call.
+    #[must_use]
+    pub fn key(&self) -> Option<&Arc<str>> {
+        self.ctx.key()
+    }
+
+    /// The idempotency layer, outermost: claim the call's key in `store`
+    /// (generating a key if the call has none). `Continue` carries the claim
+    /// to [`Dedup::finish`] after the attempts; `Break` carries the call's
+    /// answer without calling the provider (a replayed result, `InFlight`,
+    /// `KeyReused`, `Store`).
+    pub async fn claim<'s, S: IdempotencyStore>(
+        &mut self,
+        store: &'s S,
+        options: &DedupOptions,
+    ) -> ControlFlow<Result<T, E>, Dedup<'s, S>>
+    where
+        T: Stored,
+    {
+        let key = Arc::clone(self.ctx.key.get_or_init(crate::idempotency::generate_key));
+        match Dedup::begin::<T>(
+            store,
+            self.policy.provider.name(),
+            key,
+            self.policy.config.deadline,
+            options,
+        )
+        .await
+        {
+            Ok(dedup) => ControlFlow::Continue(dedup),
+            Err(answer) => {
+                if let Err(e) = &answer {
+                    tracing::debug!(provider = e.provider(), reason = e.reason(), "call answered by the idempotency layer: {e}");
+                }
+                ControlFlow::Break(answer.map_err(E::from))
+            }
+        }
+    }
+
+    pub(crate) fn ctx_mut(&mut self) -> &mut CallContext {
+        &mut self.ctx
     }
 
     /// Attempts started so far.
@@ -255,7 +299,7 @@ where
         let policy = self.policy;
         let retry = &policy.config.retry;
         let attempt = self.ctx.attempt.get();
-        if attempt >= retry.max_attempts || !class.is_retryable(policy.config.idempotent) {
+        if attempt >= retry.max_attempts || !class.is_retryable(self.ctx.idempotent) {
             return ControlFlow::Break(Err(error));
         }
         let mut delay =

@@ -6,7 +6,7 @@
 //! calls see their own). Reading it costs a thread-local access; setting it
 //! allocates nothing.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +20,30 @@ pub(crate) struct CallContext {
     /// completes on its first poll never reads the clock.
     pub(crate) started: Cell<Option<Instant>>,
     pub(crate) deadline: Option<Duration>,
-    pub(crate) key: Option<Arc<str>>,
+    /// The idempotency key: given by the caller, or generated on first
+    /// use for idempotent calls.
+    pub(crate) key: OnceCell<Arc<str>>,
+    pub(crate) idempotent: bool,
 }
 
 impl CallContext {
-    pub(crate) const fn new(deadline: Option<Duration>) -> Self {
+    pub(crate) const fn new(deadline: Option<Duration>, idempotent: bool) -> Self {
         Self {
             attempt: Cell::new(0),
             started: Cell::new(None),
             deadline,
-            key: None,
+            key: OnceCell::new(),
+            idempotent,
+        }
+    }
+
+    /// The call's key, generating one (a UUIDv7) for an idempotent call
+    /// that has none yet.
+    pub(crate) fn key(&self) -> Option<&Arc<str>> {
+        if self.idempotent {
+            Some(self.key.get_or_init(crate::idempotency::generate_key))
+        } else {
+            self.key.get()
         }
     }
 
@@ -108,9 +122,13 @@ pub fn remaining() -> Option<Duration> {
     with_current(|ctx| ctx.remaining_at(ctx.now())).flatten()
 }
 
-/// The idempotency key of the current call, the same on every attempt.
-/// `None` outside a wrapped body or when the call has no key.
+/// The idempotency key of the current call, the same on every attempt:
+/// the caller's (`idempotent(key = …)`, [`crate::Call::set_key`]), or a
+/// UUIDv7 generated once per logical call for an idempotent call. Send it
+/// to the provider (an `Idempotency-Key` header) so a resend cannot act
+/// twice. `None` outside a wrapped body, or for a call that is not
+/// idempotent and was given no key.
 #[must_use]
 pub fn idempotency_key() -> Option<Arc<str>> {
-    with_current(|ctx| ctx.key.clone()).flatten()
+    with_current(|ctx| ctx.key().cloned()).flatten()
 }

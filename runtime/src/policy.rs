@@ -12,6 +12,7 @@ use crate::bulkhead::BulkheadConfig;
 use crate::call::Call;
 use crate::class::Classify;
 use crate::error::{ConfigError, Error};
+use crate::idempotency::{DedupOptions, IdempotencyStore, Stored};
 use crate::rate_limit::RateLimitConfig;
 use crate::registry::{Provider, Registry, SharedConfig};
 use crate::retry::RetryConfig;
@@ -380,5 +381,61 @@ impl Policy {
                 return result;
             }
         }
+    }
+
+    /// Run `operation` at most once per `key` across every caller sharing
+    /// `store`: a completed key replays its stored result, a key in flight
+    /// elsewhere answers [`Error::InFlight`], a key reused with another
+    /// fingerprint [`Error::KeyReused`]. The call is treated as idempotent
+    /// (its `OutcomeUnknown` errors are retried), and the body reads the key
+    /// with [`crate::idempotency_key`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use buttress::{Error, Policy};
+    /// use buttress::idempotency::{DedupOptions, MemoryStore};
+    ///
+    /// let policy = Policy::builder("doc-dedup").build().unwrap();
+    /// let store = MemoryStore::new();
+    /// let mut effects = 0;
+    /// for _ in 0..3 {
+    ///     let receipt: Result<String, Error> = policy
+    ///         .run_idempotent(&store, "order-7", &DedupOptions::new(), || {
+    ///             effects += 1;
+    ///             async { Ok(String::from("charged")) }
+    ///         })
+    ///         .await;
+    ///     assert_eq!(receipt.unwrap(), "charged");
+    /// }
+    /// assert_eq!(effects, 1);
+    /// # }
+    /// ```
+    pub async fn run_idempotent<T, E, S, F, Fut>(
+        &self,
+        store: &S,
+        key: impl Into<Arc<str>>,
+        options: &DedupOptions,
+        mut operation: F,
+    ) -> Result<T, E>
+    where
+        S: IdempotencyStore,
+        T: Stored,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        let mut call = self.call::<T, E>().with_key(key);
+        call.ctx_mut().idempotent = true;
+        let dedup = match call.claim(store, options).await {
+            ControlFlow::Continue(dedup) => dedup,
+            ControlFlow::Break(answer) => return answer,
+        };
+        let result = loop {
+            if let ControlFlow::Break(result) = call.attempt(operation()).await {
+                break result;
+            }
+        };
+        dedup.finish(&result).await;
+        result
     }
 }

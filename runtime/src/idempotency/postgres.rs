@@ -1,0 +1,1 @@
+//! `PostgresStore` (feature `postgres`): placeholder, being written.

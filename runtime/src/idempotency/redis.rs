@@ -1,0 +1,1 @@
+//! `RedisStore` (feature `redis`): placeholder, being written.
