@@ -116,7 +116,11 @@ where
             Ok(dedup) => ControlFlow::Continue(dedup),
             Err(answer) => {
                 if let Err(e) = &answer {
-                    tracing::debug!(provider = e.provider(), reason = e.reason(), "call answered by the idempotency layer: {e}");
+                    tracing::debug!(
+                        provider = e.provider(),
+                        reason = e.reason(),
+                        "call answered by the idempotency layer: {e}"
+                    );
                 }
                 ControlFlow::Break(answer.map_err(E::from))
             }

@@ -15,7 +15,7 @@ use crate::class::{Classify, ErrorClass};
 /// [`ErrorClass::OutcomeUnknown`] (the provider may have acted); every other
 /// variant is a local decision and is [`ErrorClass::Permanent`] for any outer
 /// layer, so nested wrappers never multiply retries.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// One attempt took longer than the per-attempt `timeout`.

@@ -176,6 +176,7 @@ pub mod __private {
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;
+    pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
     pub use crate::macro_support::{
         begin, begin_inferred, begin_with, begin_with_inferred, key_string, IsResult,
         ResilientError, RetryAfterField, Site,

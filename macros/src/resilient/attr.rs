@@ -41,7 +41,15 @@ const BREAKER_KEYS: &[&str] = &[
 ];
 const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
 const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
-const IDEMPOTENT_KEYS: &[&str] = &["key", "store", "ttl", "fingerprint"];
+const IDEMPOTENT_KEYS: &[&str] = &[
+    "key",
+    "store",
+    "ttl",
+    "fingerprint",
+    "wait",
+    "on_store_error",
+];
+const ON_STORE_ERROR: &[&str] = &["fail_closed", "proceed"];
 
 /// A duration literal and its value.
 #[derive(Clone)]
@@ -124,6 +132,9 @@ pub(crate) struct IdempotentArg {
     pub(crate) store: Option<Expr>,
     pub(crate) ttl: Option<Dur>,
     pub(crate) fingerprint: Option<Expr>,
+    pub(crate) wait: Option<Dur>,
+    /// `on_store_error = proceed` (true) or `fail_closed` (false).
+    pub(crate) proceed_on_store_error: Option<(syn::Ident, bool)>,
 }
 
 pub(crate) enum PolicyArg {
@@ -646,6 +657,32 @@ fn parse_idempotent(metas: Vec<Meta>, errors: &mut Errors) -> IdempotentArg {
             "key" => i.key = v,
             "store" => i.store = v,
             "ttl" => i.ttl = dur(v.as_ref(), errors, "ttl"),
+            "wait" => i.wait = dur(v.as_ref(), errors, "wait"),
+            "on_store_error" => {
+                i.proceed_on_store_error = match &v {
+                    Some(Expr::Path(p))
+                        if p.path.is_ident("proceed") || p.path.is_ident("fail_closed") =>
+                    {
+                        let ident = p.path.get_ident().cloned().expect("checked above");
+                        let proceed = ident == "proceed";
+                        Some((ident, proceed))
+                    }
+                    Some(other) => {
+                        let found = quote::ToTokens::to_token_stream(other).to_string();
+                        errors.on(
+                            other,
+                            unknown(
+                                "choice",
+                                &found,
+                                "`idempotent(on_store_error = ...)`",
+                                ON_STORE_ERROR,
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                };
+            }
             _ => i.fingerprint = v,
         }
     }

@@ -193,27 +193,24 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
         at_least_one(r.burst.as_ref(), "burst", errors);
     }
     if let Some(i) = &attr.idempotent {
-        let later = "arrives with buttress's idempotency stores; for now use `idempotent(key = ...)` and rely on the provider's idempotency key";
-        if let Some(store) = &i.store {
-            errors.on(
-                store,
-                format!(
-                    "`store` is not supported by this version of buttress: deduplication {later}"
-                ),
-            );
+        if i.store.is_none() {
+            let needs_store = |what: &str| {
+                format!("`{what}` applies to results kept in an idempotency store; add `store = ...` (for example `store = buttress::idempotency::MemoryStore::new()` kept in a field or static), or remove `{what}`")
+            };
+            if let Some(ttl) = &i.ttl {
+                errors.on(&ttl.lit, needs_store("ttl"));
+            }
+            if let Some(fingerprint) = &i.fingerprint {
+                errors.on(fingerprint, needs_store("fingerprint"));
+            }
+            if let Some(wait) = &i.wait {
+                errors.on(&wait.lit, needs_store("wait"));
+            }
+            if let Some((ident, _)) = &i.proceed_on_store_error {
+                errors.on(ident, needs_store("on_store_error"));
+            }
         }
-        if let Some(ttl) = &i.ttl {
-            errors.on(
-                &ttl.lit,
-                format!("`ttl` is not supported by this version of buttress: it {later}"),
-            );
-        }
-        if let Some(fingerprint) = &i.fingerprint {
-            errors.on(
-                fingerprint,
-                format!("`fingerprint` is not supported by this version of buttress: it {later}"),
-            );
-        }
+        positive(i.ttl.as_ref(), "ttl", errors);
     }
     if let Some(PolicyArg::Expr(_)) = &attr.policy {
         for key in &attr.inline_keys {

@@ -251,6 +251,46 @@ pub(crate) fn body(
             }
         }
     };
+    let (claim, attempt_loop) = match attr
+        .idempotent
+        .as_ref()
+        .and_then(|i| i.store.as_ref().map(|s| (i, s)))
+    {
+        None => (quote!(), attempt_loop),
+        Some((idem, store)) => {
+            let mut options = quote!(#p::DedupOptions::new());
+            if let Some(ttl) = &idem.ttl {
+                let ttl = dur(ttl);
+                options = quote!(#options.with_ttl(#ttl));
+            }
+            if let Some(wait) = &idem.wait {
+                let wait = dur(wait);
+                options = quote!(#options.with_wait(#wait));
+            }
+            if let Some((_, true)) = &idem.proceed_on_store_error {
+                options = quote!(#options.with_on_store_error(#p::OnStoreError::Proceed));
+            }
+            if let Some(fingerprint) = &idem.fingerprint {
+                options = quote_spanned!(fingerprint.span()=> #options.with_fingerprint(#p::fingerprint_of(&(#fingerprint))));
+            }
+            let store_binding = quote_spanned!(store.span()=> let __buttress_store = #store;);
+            let claim_call = quote_spanned!(span=> __buttress_call.claim(&__buttress_store, &__buttress_dedup_options));
+            let claim = quote! {
+                #store_binding
+                let __buttress_dedup_options = #options;
+                let __buttress_dedup = match #claim_call.await {
+                    #p::ControlFlow::Continue(__buttress_dedup) => __buttress_dedup,
+                    #p::ControlFlow::Break(__buttress_answer) => return __buttress_answer,
+                };
+            };
+            let attempt_loop = quote! {{
+                let __buttress_result = #attempt_loop;
+                __buttress_dedup.finish(&__buttress_result).await;
+                __buttress_result
+            }};
+            (claim, attempt_loop)
+        }
+    };
     let finish = match &attr.fallback {
         Some(fallback) => {
             let args = forwarded_args(sig, errors);
@@ -273,6 +313,7 @@ pub(crate) fn body(
                 }
             };
             #key
+            #claim
             #finish
         }
     }

@@ -160,7 +160,13 @@ impl<'s, S: IdempotencyStore> Dedup<'s, S> {
                                 error = %e,
                                 "idempotency store failed; calling the provider without local deduplication (on_store_error = proceed)"
                             );
-                            Ok(Self { store, provider: Arc::clone(provider), key, fence: None, ttl: options.ttl })
+                            Ok(Self {
+                                store,
+                                provider: Arc::clone(provider),
+                                key,
+                                fence: None,
+                                ttl: options.ttl,
+                            })
                         }
                     };
                 }
@@ -227,7 +233,11 @@ impl<'s, S: IdempotencyStore> Dedup<'s, S> {
                         return;
                     }
                 };
-                match self.store.complete(&self.key, fence, &record, self.ttl).await {
+                match self
+                    .store
+                    .complete(&self.key, fence, &record, self.ttl)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(
                         provider,

@@ -39,8 +39,14 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_and_discriminating() {
-        assert_eq!(fingerprint_of(&("order-1", 250u64)), fingerprint_of(&("order-1", 250u64)));
-        assert_ne!(fingerprint_of(&("order-1", 250u64)), fingerprint_of(&("order-1", 251u64)));
+        assert_eq!(
+            fingerprint_of(&("order-1", 250u64)),
+            fingerprint_of(&("order-1", 250u64))
+        );
+        assert_ne!(
+            fingerprint_of(&("order-1", 250u64)),
+            fingerprint_of(&("order-1", 251u64))
+        );
         // Pinned: a change here would make every stored fingerprint mismatch.
         assert_eq!(fingerprint_of("abc"), fingerprint_of(&String::from("abc")));
     }

@@ -55,8 +55,12 @@ impl Default for MemoryStoreConfig {
 enum State {
     /// Released after a failure: free to claim.
     Free,
-    InFlight { lease_until: Instant },
-    Done { record: Arc<[u8]> },
+    InFlight {
+        lease_until: Instant,
+    },
+    Done {
+        record: Arc<[u8]>,
+    },
 }
 
 #[derive(Debug)]
@@ -177,7 +181,9 @@ impl MemoryStore {
                     (Some(stored), Some(asked)) if stored != asked
                 );
                 match &entry.state {
-                    State::Done { .. } | State::InFlight { .. } if mismatch => return Claim::Mismatch,
+                    State::Done { .. } | State::InFlight { .. } if mismatch => {
+                        return Claim::Mismatch
+                    }
                     State::Done { record } => {
                         return Claim::Completed {
                             record: record.to_vec(),
@@ -257,7 +263,9 @@ impl IdempotencyStore for MemoryStore {
         let now = Instant::now();
         let mut shard = self.shard(key);
         match shard.map.get_mut(key) {
-            Some(entry) if entry.fence == fence && matches!(entry.state, State::InFlight { .. }) => {
+            Some(entry)
+                if entry.fence == fence && matches!(entry.state, State::InFlight { .. }) =>
+            {
                 entry.state = State::Done {
                     record: Arc::from(record),
                 };

@@ -33,8 +33,8 @@ mod postgres;
 mod redis;
 
 pub use dedup::{Dedup, DedupOptions, OnStoreError, Stored};
-pub use key::{fingerprint_of, key_hash};
 pub(crate) use key::generate as generate_key;
+pub use key::{fingerprint_of, key_hash};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 use std::future::Future;

@@ -14,7 +14,7 @@ impl From<buttress::Error> for ApiError {
     }
 }
 
-#[resilient(idempotent(key = "k", store = dedup))]
+#[resilient(idempotent(store = buttress::idempotency::MemoryStore::new(), on_store_error = retry))]
 async fn call() -> Result<u32, ApiError> {
     Ok(1)
 }
