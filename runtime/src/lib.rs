@@ -205,4 +205,6 @@ mod book {
     struct ClassifyChapter;
     #[doc = include_str!("../../book/src/policies.md")]
     struct Policies;
+    #[doc = include_str!("../../book/src/idempotency.md")]
+    struct Idempotency;
 }
