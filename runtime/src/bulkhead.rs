@@ -87,9 +87,17 @@ impl Default for BulkheadConfig {
 #[derive(Debug)]
 pub struct Bulkhead {
     config: BulkheadConfig,
+    /// Written by every call: kept on its own cache line, away from the
+    /// read-mostly state of the other policies.
+    slots: Slots,
+    freed: Notify,
+}
+
+#[derive(Debug)]
+#[repr(align(64))]
+struct Slots {
     in_flight: AtomicU32,
     waiters: AtomicUsize,
-    freed: Notify,
 }
 
 /// A slot in the bulkhead, returned on drop.
@@ -99,10 +107,12 @@ pub struct BulkheadPermit<'a> {
 }
 
 impl Drop for BulkheadPermit<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        self.bulkhead.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.bulkhead.waiters.load(Ordering::SeqCst) > 0 {
-            self.bulkhead.freed.notify_one();
+        let slots = &self.bulkhead.slots;
+        slots.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if slots.waiters.load(Ordering::SeqCst) > 0 {
+            self.bulkhead.wake_one();
         }
     }
 }
@@ -120,8 +130,10 @@ impl Bulkhead {
     pub fn new(config: BulkheadConfig) -> Self {
         Self {
             config,
-            in_flight: AtomicU32::new(0),
-            waiters: AtomicUsize::new(0),
+            slots: Slots {
+                in_flight: AtomicU32::new(0),
+                waiters: AtomicUsize::new(0),
+            },
             freed: Notify::new(),
         }
     }
@@ -135,15 +147,22 @@ impl Bulkhead {
     /// Calls in flight now.
     #[must_use]
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.slots.in_flight.load(Ordering::Relaxed)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_one(&self) {
+        self.freed.notify_one();
     }
 
     /// Take a slot if one is free, without waiting.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
-        let mut current = self.in_flight.load(Ordering::SeqCst);
+        let in_flight = &self.slots.in_flight;
+        let mut current = in_flight.load(Ordering::SeqCst);
         while current < self.config.max_concurrent {
-            match self.in_flight.compare_exchange_weak(
+            match in_flight.compare_exchange_weak(
                 current,
                 current + 1,
                 Ordering::SeqCst,
@@ -180,8 +199,8 @@ impl Bulkhead {
                 waited: Duration::ZERO,
             });
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = WaiterGuard(&self.waiters);
+        self.slots.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = WaiterGuard(&self.slots.waiters);
         let sleep = tokio::time::sleep_until(until);
         tokio::pin!(sleep);
         loop {

@@ -174,12 +174,17 @@ where
             }
         };
 
+        let mut admitted_at = None;
         if let Some(limiter) = &provider.limiter {
             let now = self.ctx.now();
-            let max_wait = self.ctx.remaining_at(now).unwrap_or(Duration::MAX);
-            match limiter.acquire_at(now, max_wait) {
+            admitted_at = Some(now);
+            let ctx = &self.ctx;
+            match limiter.acquire_with(now, || ctx.remaining_at(now).unwrap_or(Duration::MAX)) {
                 Ok(Admission::Now) => {}
-                Ok(Admission::After(wait)) => tokio::time::sleep(wait).await,
+                Ok(Admission::After(wait)) => {
+                    admitted_at = None;
+                    tokio::time::sleep(wait).await;
+                }
                 Err(retry_after) => {
                     drop(permit);
                     return self.reject(Error::RateLimited {
@@ -195,6 +200,7 @@ where
             Some(bulkhead) => match bulkhead.try_acquire() {
                 Some(slot) => Some(slot),
                 None => {
+                    admitted_at = None;
                     let limit = self.ctx.deadline_at(self.ctx.now());
                     match bulkhead.acquire(limit).await {
                         Ok(slot) => Some(slot),
@@ -218,7 +224,7 @@ where
         }
 
         let (finished, pending_since) =
-            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
+            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout, admitted_at).await;
         drop(slot);
 
         let elapsed = match pending_since {

@@ -90,6 +90,10 @@ impl Default for RateLimitConfig {
     }
 }
 
+#[derive(Debug)]
+#[repr(align(64))]
+struct Tat(AtomicU64);
+
 /// What the limiter decided for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -103,7 +107,8 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct RateLimiter {
     config: RateLimitConfig,
-    tat: AtomicU64,
+    /// Written by every call: on its own cache line.
+    tat: Tat,
     interval: u64,
     tolerance: u64,
     base: Instant,
@@ -116,7 +121,7 @@ impl RateLimiter {
         let interval = 1_000_000_000 / u64::from(config.per_second.max(1));
         Self {
             config,
-            tat: AtomicU64::new(0),
+            tat: Tat(AtomicU64::new(0)),
             interval: interval.max(1),
             tolerance: interval.max(1) * u64::from(config.burst.max(1) - 1),
             base: Instant::now(),
@@ -137,26 +142,51 @@ impl RateLimiter {
     /// reserved then).
     #[inline]
     pub fn acquire_at(&self, now: Instant, max_wait: Duration) -> Result<Admission, Duration> {
-        let now = now
-            .saturating_duration_since(self.base)
-            .as_nanos()
-            .min(u128::from(u64::MAX / 2)) as u64;
-        let mut tat = self.tat.load(Ordering::Acquire);
+        self.acquire_with(now, || max_wait)
+    }
+
+    /// Like [`acquire_at`](Self::acquire_at), computing `max_wait` only
+    /// when the call would have to wait (so the caller works out its time
+    /// budget only then).
+    ///
+    /// # Errors
+    /// The wait needed, when it is longer than `max_wait` (nothing is
+    /// reserved then).
+    #[inline]
+    pub fn acquire_with(
+        &self,
+        now: Instant,
+        max_wait: impl FnOnce() -> Duration,
+    ) -> Result<Admission, Duration> {
+        let elapsed = now.saturating_duration_since(self.base);
+        let now = elapsed
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(elapsed.subsec_nanos()));
+        let tat = &self.tat.0;
+        let mut current = tat.load(Ordering::Acquire);
+        let mut max_wait = Some(max_wait);
+        let mut allowed = Duration::ZERO;
         loop {
-            let start = tat.max(now);
+            let start = current.max(now);
             let wait = (start - now).saturating_sub(self.tolerance);
-            if wait > 0 && Duration::from_nanos(wait) > max_wait {
-                return Err(Duration::from_nanos(wait));
+            if wait > 0 {
+                if let Some(compute) = max_wait.take() {
+                    allowed = compute();
+                }
+                if Duration::from_nanos(wait) > allowed {
+                    return Err(Duration::from_nanos(wait));
+                }
             }
-            match self.tat.compare_exchange_weak(
-                tat,
+            match tat.compare_exchange_weak(
+                current,
                 start + self.interval,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) if wait == 0 => return Ok(Admission::Now),
                 Ok(_) => return Ok(Admission::After(Duration::from_nanos(wait))),
-                Err(actual) => tat = actual,
+                Err(actual) => current = actual,
             }
         }
     }

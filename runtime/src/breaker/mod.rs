@@ -639,16 +639,35 @@ impl Breaker {
     /// provider failure (not for `Permanent` errors); `elapsed` is the call's
     /// duration when it was measured (a call that completed on its first
     /// poll is not measured, and is not slow).
-    #[inline]
+    #[inline(always)]
     pub fn record(&self, permit: BreakerPermit<'_>, failed: bool, elapsed: Option<Duration>) {
         let permit = std::mem::ManuallyDrop::new(permit);
         let slow = match (self.config.slow_call, elapsed) {
             (Some(limit), Some(elapsed)) => elapsed > limit,
             _ => false,
         };
-        match permit.kind {
-            PermitKind::Normal => self.record_closed(permit.generation, failed, slow),
-            PermitKind::Probe => self.record_probe(permit.generation, failed || slow),
+        // The healthy steady state: a success into a full count window that
+        // holds no failure and no slow call, with no failure streak, changes
+        // nothing (whatever generation admitted it).
+        if !failed && !slow && permit.kind == PermitKind::Normal && self.healthy() {
+            return;
+        }
+        self.record_outcome(permit.kind, permit.generation, failed, slow);
+    }
+
+    #[inline(always)]
+    fn healthy(&self) -> bool {
+        match &self.window {
+            WindowImpl::Count(w) => w.is_full_and_clean() && self.consecutive.load(Ordering::Relaxed) == 0,
+            WindowImpl::Time(_) => false,
+        }
+    }
+
+    #[inline(never)]
+    fn record_outcome(&self, kind: PermitKind, generation: u64, failed: bool, slow: bool) {
+        match kind {
+            PermitKind::Normal => self.record_closed(generation, failed, slow),
+            PermitKind::Probe => self.record_probe(generation, failed || slow),
             PermitKind::Unrecorded => {}
         }
     }

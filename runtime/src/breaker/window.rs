@@ -65,6 +65,15 @@ impl CountWindow {
         }
     }
 
+    /// A full window with no failure and no slow call: recording a success
+    /// into it changes nothing.
+    #[inline(always)]
+    pub(crate) fn is_full_and_clean(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) <= 0
+            && self.slow.load(Ordering::Relaxed) <= 0
+            && self.head.load(Ordering::Relaxed) >= self.size
+    }
+
     #[inline]
     pub(crate) fn record(&self, failed: bool, slow: bool) -> WindowCounts {
         if !failed
