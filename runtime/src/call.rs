@@ -44,6 +44,8 @@ pub struct Call<'p, T, E> {
     policy: &'p PolicyInner,
     ctx: CallContext,
     previous_delay: Duration,
+    /// When the next attempt may start (after a backoff).
+    next_attempt_at: Option<Instant>,
     last_error: Option<E>,
     _result: PhantomData<fn() -> T>,
 }
@@ -66,6 +68,7 @@ where
             policy,
             ctx: CallContext::new(policy.config.deadline, policy.config.idempotent),
             previous_delay: Duration::ZERO,
+            next_attempt_at: None,
             last_error: None,
             _result: PhantomData,
         }
@@ -141,9 +144,19 @@ where
         Arc::clone(self.policy.provider.name())
     }
 
+    /// Sleep the backoff scheduled by the previous attempt, if any. Call it
+    /// before building the next attempt's body when building it has side
+    /// effects ([`Policy::run`](crate::Policy::run) does); otherwise
+    /// [`attempt`](Self::attempt) sleeps it first.
+    pub async fn backoff(&mut self) {
+        if let Some(at) = self.next_attempt_at.take() {
+            Box::pin(tokio::time::sleep_until(at)).await;
+        }
+    }
+
     /// Make one attempt with `body`. `Break` carries the call's result;
-    /// `Continue` means "call again with a fresh body" (the backoff has
-    /// already been slept).
+    /// `Continue` means "call again with a fresh body": the next call to
+    /// `attempt` first sleeps the backoff.
     ///
     /// The body is not polled when the attempt is rejected (breaker open,
     /// rate limit or bulkhead past the deadline).
@@ -153,6 +166,9 @@ where
     {
         let policy = self.policy;
         let provider = &*policy.provider;
+        if let Some(at) = self.next_attempt_at.take() {
+            Box::pin(tokio::time::sleep_until(at)).await;
+        }
         let attempt = self.ctx.attempt.get() + 1;
         self.ctx.attempt.set(attempt);
 
@@ -183,7 +199,9 @@ where
                 Ok(Admission::Now) => {}
                 Ok(Admission::After(wait)) => {
                     admitted_at = None;
-                    tokio::time::sleep(wait).await;
+                    // Rare paths are boxed so the attempt future stays small
+                    // (it is moved on every call); waiting dwarfs the allocation.
+                    Box::pin(tokio::time::sleep(wait)).await;
                 }
                 Err(retry_after) => {
                     drop(permit);
@@ -202,7 +220,7 @@ where
                 None => {
                     admitted_at = None;
                     let limit = self.ctx.deadline_at(self.ctx.now());
-                    match bulkhead.acquire(limit).await {
+                    match Box::pin(bulkhead.acquire(limit)).await {
                         Ok(slot) => Some(slot),
                         Err(full) => {
                             drop(permit);
@@ -249,7 +267,7 @@ where
                     drop(permit);
                 }
                 let retry_after = error.retry_after();
-                self.after_failure(error, class, retry_after).await
+                self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
                 if trips {
@@ -263,7 +281,6 @@ where
                     attempt,
                 });
                 self.after_failure(error, ErrorClass::OutcomeUnknown, None)
-                    .await
             }
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
@@ -300,7 +317,9 @@ where
         ControlFlow::Break(Err(E::from(error)))
     }
 
-    async fn after_failure(
+    /// Decide whether to retry; if so, keep the error as the last one and
+    /// schedule the next attempt after the backoff.
+    fn after_failure(
         &mut self,
         error: E,
         class: ErrorClass,
@@ -355,7 +374,7 @@ where
         self.previous_delay = delay;
         self.last_error = Some(error);
         if !delay.is_zero() {
-            tokio::time::sleep_until(now + delay).await;
+            self.next_attempt_at = Some(now + delay);
         }
         ControlFlow::Continue(())
     }

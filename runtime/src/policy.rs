@@ -377,6 +377,7 @@ impl Policy {
     {
         let mut call = self.call::<T, E>();
         loop {
+            call.backoff().await;
             if let ControlFlow::Break(result) = call.attempt(operation()).await {
                 return result;
             }
@@ -431,6 +432,7 @@ impl Policy {
             ControlFlow::Break(answer) => return answer,
         };
         let result = loop {
+            call.backoff().await;
             if let ControlFlow::Break(result) = call.attempt(operation()).await {
                 break result;
             }

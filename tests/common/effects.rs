@@ -25,7 +25,10 @@ pub struct EffectsServer {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn effect(State(effects): State<Effects>, Path(operation): Path<String>) -> Json<serde_json::Value> {
+async fn effect(
+    State(effects): State<Effects>,
+    Path(operation): Path<String>,
+) -> Json<serde_json::Value> {
     let n = {
         let mut counts = effects.counts.lock().unwrap();
         let n = counts.entry(operation.clone()).or_default();
@@ -38,7 +41,15 @@ async fn effect(State(effects): State<Effects>, Path(operation): Path<String>) -
 }
 
 async fn count(State(effects): State<Effects>, Path(operation): Path<String>) -> Json<u32> {
-    Json(effects.counts.lock().unwrap().get(&operation).copied().unwrap_or(0))
+    Json(
+        effects
+            .counts
+            .lock()
+            .unwrap()
+            .get(&operation)
+            .copied()
+            .unwrap_or(0),
+    )
 }
 
 impl EffectsServer {
@@ -60,7 +71,13 @@ impl EffectsServer {
 
     /// Side effects performed for `operation` so far.
     pub fn count(&self, operation: &str) -> u32 {
-        self.effects.counts.lock().unwrap().get(operation).copied().unwrap_or(0)
+        self.effects
+            .counts
+            .lock()
+            .unwrap()
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -71,7 +88,11 @@ impl Drop for EffectsServer {
 }
 
 /// Call the provider: one side effect for `operation`.
-pub async fn perform(client: &reqwest::Client, url: &str, operation: &str) -> Result<serde_json::Value, reqwest::Error> {
+pub async fn perform(
+    client: &reqwest::Client,
+    url: &str,
+    operation: &str,
+) -> Result<serde_json::Value, reqwest::Error> {
     client
         .post(format!("{url}/effect/{operation}"))
         .send()

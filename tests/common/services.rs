@@ -12,7 +12,8 @@ fn required() -> bool {
 }
 
 async fn reachable(name: &str, addr: &str, url: &str, hint: &str) -> bool {
-    let outcome = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await;
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await;
     let error = match outcome {
         Ok(Ok(_)) => return true,
         Ok(Err(e)) => e.to_string(),
@@ -29,7 +30,8 @@ async fn reachable(name: &str, addr: &str, url: &str, hint: &str) -> bool {
 /// The Redis URL (`BUTTRESS_REDIS_URL`, default `redis://127.0.0.1:6379/`),
 /// or `None` (after printing why) when Redis is not running.
 pub async fn redis_url() -> Option<String> {
-    let url = std::env::var("BUTTRESS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+    let url = std::env::var("BUTTRESS_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
     let addr = url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -40,9 +42,14 @@ pub async fn redis_url() -> Option<String> {
         .next()
         .unwrap_or("127.0.0.1:6379")
         .to_owned();
-    reachable("Redis", &addr, &url, "start redis-server or set BUTTRESS_REDIS_URL")
-        .await
-        .then_some(url)
+    reachable(
+        "Redis",
+        &addr,
+        &url,
+        "start redis-server or set BUTTRESS_REDIS_URL",
+    )
+    .await
+    .then_some(url)
 }
 
 /// The PostgreSQL connection string (`BUTTRESS_POSTGRES_URL`, default
@@ -51,8 +58,14 @@ pub async fn redis_url() -> Option<String> {
 pub async fn postgres_url() -> Option<String> {
     let url = std::env::var("BUTTRESS_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let addr = std::env::var("BUTTRESS_POSTGRES_ADDR").unwrap_or_else(|_| "127.0.0.1:5432".to_owned());
-    reachable("PostgreSQL", &addr, &url, "start PostgreSQL or set BUTTRESS_POSTGRES_URL and BUTTRESS_POSTGRES_ADDR")
-        .await
-        .then_some(url)
+    let addr =
+        std::env::var("BUTTRESS_POSTGRES_ADDR").unwrap_or_else(|_| "127.0.0.1:5432".to_owned());
+    reachable(
+        "PostgreSQL",
+        &addr,
+        &url,
+        "start PostgreSQL or set BUTTRESS_POSTGRES_URL and BUTTRESS_POSTGRES_ADDR",
+    )
+    .await
+    .then_some(url)
 }

@@ -658,7 +658,9 @@ impl Breaker {
     #[inline(always)]
     fn healthy(&self) -> bool {
         match &self.window {
-            WindowImpl::Count(w) => w.is_full_and_clean() && self.consecutive.load(Ordering::Relaxed) == 0,
+            WindowImpl::Count(w) => {
+                w.is_full_and_clean() && self.consecutive.load(Ordering::Relaxed) == 0
+            }
             WindowImpl::Time(_) => false,
         }
     }

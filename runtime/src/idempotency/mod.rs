@@ -36,6 +36,10 @@ pub use dedup::{Dedup, DedupOptions, OnStoreError, Stored};
 pub(crate) use key::generate as generate_key;
 pub use key::{fingerprint_of, key_hash};
 pub use memory::{MemoryStore, MemoryStoreConfig};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,6 +16,7 @@ impl From<buttress::Error> for ApiError {
     }
 }
 
+#[allow(async_fn_in_trait)]
 pub trait Voice {
     fn place_call(&self, to: &str) -> impl std::future::Future<Output = Result<String, ApiError>> + Send;
     async fn status(&self, id: &str) -> Result<&'static str, ApiError>;
