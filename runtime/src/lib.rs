@@ -151,6 +151,11 @@ mod class;
 mod context;
 mod error;
 pub mod idempotency;
+mod integrations;
+#[cfg(feature = "http")]
+pub use integrations::http;
+#[cfg(feature = "reqwest")]
+pub use integrations::reqwest;
 mod macro_support;
 mod policy;
 pub mod rate_limit;
