@@ -68,6 +68,19 @@ where
     }
 }
 
+/// An empty `#[resilient]` on a ready body: the default stack as users get it.
+#[buttress::resilient(provider = "bench-macro-ready")]
+async fn macro_ready() -> Out {
+    Ok(black_box(1))
+}
+
+/// An empty `#[resilient]` on a body that yields once.
+#[buttress::resilient(provider = "bench-macro-yield")]
+async fn macro_yield_once() -> Out {
+    tokio::task::yield_now().await;
+    Ok(black_box(1))
+}
+
 /// Each policy gets its own registry, alive for the whole bench.
 fn registry() -> &'static Registry {
     Box::leak(Box::new(Registry::new()))
@@ -149,6 +162,15 @@ fn single<Fut>(
     });
     group.bench_function("full_stack", |b| {
         b.to_async(rt).iter(|| drive(&full_policy, body));
+    });
+    group.bench_function("resilient_macro", |b| {
+        b.to_async(rt).iter(|| async {
+            if body_name == "ready" {
+                macro_ready().await
+            } else {
+                macro_yield_once().await
+            }
+        });
     });
     group.finish();
 }
