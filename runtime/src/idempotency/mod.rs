@@ -167,52 +167,34 @@ pub trait IdempotencyStore: Send + Sync {
         -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for &S {
-    fn claim(
-        &self,
-        request: ClaimRequest<'_>,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        (**self).claim(request)
-    }
-    fn complete(
-        &self,
-        key: &str,
-        fence: u64,
-        record: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).complete(key, fence, record, ttl)
-    }
-    fn release(
-        &self,
-        key: &str,
-        fence: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(key, fence)
-    }
+/// Forwarding impls: a store behind a reference or an `Arc` is a store.
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<S: IdempotencyStore + ?Sized> IdempotencyStore for $ty {
+            fn claim(
+                &self,
+                request: ClaimRequest<'_>,
+            ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+                (**self).claim(request)
+            }
+            fn complete(
+                &self,
+                key: &str,
+                fence: u64,
+                record: &[u8],
+                ttl: Duration,
+            ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+                (**self).complete(key, fence, record, ttl)
+            }
+            fn release(
+                &self,
+                key: &str,
+                fence: u64,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).release(key, fence)
+            }
+        }
+    )*};
 }
 
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
-    fn claim(
-        &self,
-        request: ClaimRequest<'_>,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        (**self).claim(request)
-    }
-    fn complete(
-        &self,
-        key: &str,
-        fence: u64,
-        record: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).complete(key, fence, record, ttl)
-    }
-    fn release(
-        &self,
-        key: &str,
-        fence: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(key, fence)
-    }
-}
+forward_store!(&S, Arc<S>);
