@@ -212,4 +212,7 @@ mod book {
     struct Policies;
     #[doc = include_str!("../../book/src/idempotency.md")]
     struct Idempotency;
+    #[cfg(all(feature = "http", feature = "reqwest"))]
+    #[doc = include_str!("../../book/src/http-clients.md")]
+    struct HttpClients;
 }
