@@ -1,0 +1,282 @@
+//! The three clients the outage lab compares, all creating charges
+//! (`POST /v1/charges`) against the same provider:
+//!
+//! - [`Variant::Buttress`]: [`PaymentsClient::create_charge`], the
+//!   `#[resilient]` method: per-attempt timeout, deadline, jittered
+//!   exponential backoff honouring `Retry-After`, a retry budget, a circuit
+//!   breaker, and one idempotency key per operation.
+//! - [`Variant::Naive`]: what many hand-written clients do: up to 3 retries
+//!   after any failure, a fixed 100 ms apart (no jitter, no budget, no
+//!   breaker, `Retry-After` ignored), and an idempotency key generated per
+//!   request, so each retry looks like a new charge to the provider.
+//! - [`Variant::None`]: one attempt, no retry.
+//!
+//! All three use the same 500 ms per-attempt timeout, and send
+//! `X-Lab-Operation` so the provider can count effects per operation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use buttress::Registry;
+
+use super::http_client;
+use super::payments::{with_operation, ChargeRequest, PaymentsClient, PaymentsError};
+
+/// The provider name the Buttress variant's shared state is registered under.
+const PROVIDER: &str = "payments";
+
+/// The per-attempt timeout of every variant.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The naive loop's attempts (1 + 3 retries) and its fixed delay.
+const NAIVE_ATTEMPTS: u32 = 4;
+const NAIVE_DELAY: Duration = Duration::from_millis(100);
+
+/// Which client the lab runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The `#[resilient]` [`PaymentsClient`].
+    Buttress,
+    /// A hand-written retry loop.
+    Naive,
+    /// A single attempt.
+    None,
+}
+
+impl Variant {
+    /// Every variant, in presentation order.
+    pub const ALL: [Self; 3] = [Self::Buttress, Self::Naive, Self::None];
+
+    /// `"buttress"`, `"naive"` or `"none"`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Buttress => "buttress",
+            Self::Naive => "naive",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a [`Variant`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown client variant `{0}` (expected buttress, naive or none)")]
+pub struct UnknownVariant(pub String);
+
+impl FromStr for Variant {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownVariant(s.to_owned()))
+    }
+}
+
+/// How one logical operation ended, as its caller saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The charge was created (the caller got a 2xx).
+    pub ok: bool,
+    /// How long the caller waited, retries included.
+    pub latency: Duration,
+    /// The operation ended with the client refusing to send (an open
+    /// circuit breaker, a full bulkhead, a local rate limit) rather than
+    /// with a provider error: a fast failure that spared the provider. An
+    /// operation refused before its first attempt never reached the
+    /// provider; one refused on a retry had sent its earlier attempts.
+    /// Always `false` for the naive and single-attempt clients.
+    pub rejected_locally: bool,
+}
+
+/// Distinguishes the idempotency keys of clients in one process, so two lab
+/// runs against the same provider never share keys.
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+enum Inner {
+    Buttress(PaymentsClient),
+    Plain { http: reqwest::Client, base: String },
+}
+
+/// One client variant, pointed at one provider.
+#[derive(Debug)]
+pub struct LabClient {
+    variant: Variant,
+    inner: Inner,
+    nonce: String,
+    opens_at_start: u64,
+}
+
+impl LabClient {
+    /// A client of `variant` for the provider at `base_url`.
+    ///
+    /// Buttress clients share the process-wide `"payments"` breaker and
+    /// retry budget: run one at a time, after [`reset_shared_state`].
+    #[must_use]
+    pub fn new(variant: Variant, base_url: &str) -> Self {
+        let inner = match variant {
+            Variant::Buttress => Inner::Buttress(PaymentsClient::new(base_url)),
+            Variant::Naive | Variant::None => Inner::Plain {
+                http: http_client(),
+                base: base_url.trim_end_matches('/').to_owned(),
+            },
+        };
+        let nonce = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            variant,
+            inner,
+            nonce,
+            opens_at_start: times_opened(),
+        }
+    }
+
+    /// The client's variant.
+    #[must_use]
+    pub const fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// The charge request of logical operation `operation`: the same on
+    /// every call with that number (for the Buttress variant, the same
+    /// idempotency key), distinct between operations.
+    #[must_use]
+    pub fn request(&self, operation: u64) -> ChargeRequest {
+        ChargeRequest {
+            amount: 1_000 + operation % 9_000,
+            currency: "usd".to_owned(),
+            customer: format!("cus_{:05}", operation % 100_000),
+            idempotency_key: format!("lab-{}-{operation}", self.nonce),
+            operation: Some(operation),
+        }
+    }
+
+    /// Run logical operation `operation` (one charge) to its end.
+    pub async fn charge(&self, operation: u64) -> Outcome {
+        let started = Instant::now();
+        let request = self.request(operation);
+        let (ok, rejected_locally) = match &self.inner {
+            Inner::Buttress(client) => match client.create_charge(&request).await {
+                Ok(_) => (true, false),
+                Err(error) => (false, rejected_locally(&error)),
+            },
+            Inner::Plain { http, base } => {
+                let attempts = match self.variant {
+                    Variant::Naive => NAIVE_ATTEMPTS,
+                    _ => 1,
+                };
+                let mut ok = false;
+                for attempt in 1..=attempts {
+                    // Naive code: the key is made where the request is
+                    // built, so every retry gets a new one.
+                    let key = (self.variant == Variant::Naive)
+                        .then(|| format!("{}-attempt-{attempt}", request.idempotency_key));
+                    if plain_attempt(http, base, &request, key.as_deref()).await {
+                        ok = true;
+                        break;
+                    }
+                    if attempt < attempts {
+                        tokio::time::sleep(NAIVE_DELAY).await;
+                    }
+                }
+                (ok, false)
+            }
+        };
+        Outcome {
+            ok,
+            latency: started.elapsed(),
+            rejected_locally,
+        }
+    }
+
+    /// How many times the shared `"payments"` breaker opened since this
+    /// client was made (Buttress only; 0 for the others).
+    #[must_use]
+    pub fn breaker_opens(&self) -> u64 {
+        match self.variant {
+            Variant::Buttress => times_opened().saturating_sub(self.opens_at_start),
+            Variant::Naive | Variant::None => 0,
+        }
+    }
+}
+
+/// One request of the naive and single-attempt clients: `true` on a 2xx
+/// whose body arrived within the timeout.
+async fn plain_attempt(
+    http: &reqwest::Client,
+    base: &str,
+    request: &ChargeRequest,
+    key: Option<&str>,
+) -> bool {
+    let mut builder = http
+        .post(format!("{base}/v1/charges"))
+        .json(&serde_json::json!({
+            "amount": request.amount,
+            "currency": request.currency,
+            "customer": request.customer,
+        }));
+    if let Some(key) = key {
+        builder = builder.header("Idempotency-Key", key);
+    }
+    let builder = with_operation(builder, request.operation);
+    let attempt = async {
+        let response = builder.send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.bytes().await.ok()
+    };
+    matches!(
+        tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await,
+        Ok(Some(_))
+    )
+}
+
+fn rejected_locally(error: &PaymentsError) -> bool {
+    matches!(
+        error,
+        PaymentsError::Resilience(
+            buttress::Error::CircuitOpen { .. }
+                | buttress::Error::BulkheadFull { .. }
+                | buttress::Error::RateLimited { .. }
+        )
+    )
+}
+
+fn times_opened() -> u64 {
+    // `get`, not `Registry::breaker`: the latter would register "payments"
+    // with default settings if no call ran yet, and the client's own
+    // settings would then be ignored.
+    Registry::global()
+        .get(PROVIDER)
+        .map_or(0, |provider| provider.breaker().stats().times_opened)
+}
+
+/// Reset the process-wide `"payments"` state that Buttress clients share:
+/// the breaker back to closed with an empty window, the retry budget full.
+/// Call before each lab run so each starts fresh.
+///
+/// Before the first Buttress call there is nothing to reset (the state is
+/// created, fresh, by that call with the client's settings), so this does
+/// not create it: creating it here would fix the defaults instead.
+pub fn reset_shared_state() {
+    if let Some(provider) = Registry::global().get(PROVIDER) {
+        provider.breaker().reset();
+        if let Some(budget) = provider.budget() {
+            budget.refill();
+        }
+    }
+}
