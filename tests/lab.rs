@@ -1,0 +1,214 @@
+//! The outage lab in quick mode, against the real loopback provider, and
+//! the lab's two simulations.
+//!
+//! The four lab scenarios run once (about 10 s: the three clients of a
+//! scenario run side by side), shared by the tests below.
+
+use std::sync::OnceLock;
+
+use buttress_examples::lab::amplification::{self, Mode};
+use buttress_examples::lab::backoff::{self, Strategy};
+use buttress_examples::lab::{report, run_lab, LabOptions, RunResult, ScenarioRuns};
+
+const SCENARIOS: [&str; 4] = ["late_answers", "outage", "storm_429", "burst_503"];
+
+fn lab() -> &'static [ScenarioRuns] {
+    static RESULTS: OnceLock<Vec<ScenarioRuns>> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let options = LabOptions::quick().with_scenarios(&SCENARIOS);
+        let results = runtime
+            .block_on(run_lab(&options, None))
+            .expect("the lab runs");
+        println!("{}", report::scorecard(&results));
+        results
+    })
+}
+
+fn run(scenario: &str, client: &str) -> &'static RunResult {
+    lab()
+        .iter()
+        .find(|s| s.scenario == scenario)
+        .and_then(|s| s.runs.iter().find(|r| r.score.client == client))
+        .unwrap_or_else(|| panic!("no run for {scenario} / {client}"))
+}
+
+#[test]
+fn every_run_is_complete() {
+    for scenario in lab() {
+        assert_eq!(scenario.runs.len(), 3);
+        for r in &scenario.runs {
+            let s = &r.score;
+            assert_eq!(s.logical_requests, 250, "{s:?}");
+            assert_eq!(r.samples.len(), 250);
+            assert_eq!(r.abandoned, 0, "{s:?}");
+            assert!((0.0..=1.0).contains(&s.success_rate), "{s:?}");
+            assert!(s.p50_ms <= s.p99_ms, "{s:?}");
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&report::json(lab())).expect("the JSON scorecard parses");
+    let rows = json.as_array().expect("an array");
+    assert_eq!(rows.len(), SCENARIOS.len() * 3);
+    for row in rows {
+        let mut keys: Vec<&str> = row
+            .as_object()
+            .expect("objects")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "amplification",
+                "breaker_opens",
+                "client",
+                "duplicates",
+                "logical_requests",
+                "p50_ms",
+                "p99_ms",
+                "provider_calls",
+                "scenario",
+                "success_rate"
+            ]
+        );
+    }
+}
+
+#[test]
+fn late_answers_cause_no_duplicate_with_buttress() {
+    let buttress = run("late_answers", "buttress");
+    let naive = run("late_answers", "naive");
+    println!(
+        "late_answers: duplicates buttress {}, naive {}, none {}",
+        buttress.score.duplicates,
+        naive.score.duplicates,
+        run("late_answers", "none").score.duplicates
+    );
+    assert_eq!(buttress.score.duplicates, 0, "{:?}", buttress.score);
+}
+
+#[test]
+fn an_outage_is_not_amplified_by_buttress() {
+    let buttress = run("outage", "buttress");
+    let naive = run("outage", "naive");
+    println!(
+        "outage: amplification buttress {} (incident {:?}), naive {} (incident {:?})",
+        buttress.score.amplification,
+        buttress.incident_amplification,
+        naive.score.amplification,
+        naive.incident_amplification
+    );
+    assert!(buttress.score.amplification <= 1.3, "{:?}", buttress.score);
+    let during = |r: &RunResult| r.incident_amplification.expect("outage has an incident");
+    assert!(
+        during(buttress) <= 1.3,
+        "{:?}",
+        buttress.incident_amplification
+    );
+    // The provider is down for 35 % of the quick schedule: over the whole run
+    // the naive client's 4 attempts per operation average about 2; while the
+    // provider is down, they are all made.
+    assert!(during(naive) >= 3.0, "{:?}", naive.incident_amplification);
+    assert!(naive.score.amplification >= 1.8, "{:?}", naive.score);
+}
+
+#[test]
+fn buttress_never_calls_before_retry_after() {
+    let buttress = run("storm_429", "buttress");
+    println!(
+        "storm_429: retry-after violations buttress {}, naive {}",
+        buttress.retry_after_violations,
+        run("storm_429", "naive").retry_after_violations
+    );
+    assert_eq!(buttress.retry_after_violations, 0, "{:?}", buttress.score);
+}
+
+#[test]
+fn buttress_succeeds_at_least_as_often_as_naive_in_a_503_burst() {
+    let buttress = run("burst_503", "buttress");
+    let naive = run("burst_503", "naive");
+    println!(
+        "burst_503: success buttress {}, naive {}",
+        buttress.score.success_rate, naive.score.success_rate
+    );
+    assert!(
+        buttress.score.success_rate >= naive.score.success_rate,
+        "buttress {:?}\nnaive {:?}",
+        buttress.score,
+        naive.score
+    );
+}
+
+#[test]
+fn the_backoff_experiment_is_deterministic_and_matches_the_blog() {
+    let trials = 20;
+    let a = backoff::run(trials, 42);
+    assert_eq!(a, backoff::run(trials, 42), "same seed, same results");
+    assert_ne!(a, backoff::run(trials, 43), "another seed, another run");
+    println!("{}", backoff::table(&a));
+    for clients in backoff::CLIENT_COUNTS {
+        let work = |strategy: Strategy| {
+            a.iter()
+                .find(|r| r.strategy == strategy && r.clients == clients)
+                .expect("every strategy ran")
+                .calls
+        };
+        let time = |strategy: Strategy| {
+            a.iter()
+                .find(|r| r.strategy == strategy && r.clients == clients)
+                .expect("every strategy ran")
+                .completion
+        };
+        // Full jitter does the least work of all.
+        for other in Strategy::ALL {
+            if other != Strategy::FullJitter {
+                assert!(
+                    work(Strategy::FullJitter) < work(other),
+                    "{clients}: {other:?}"
+                );
+            }
+        }
+        // Exponential backoff without jitter is the worst of the backoffs,
+        // in work and in time.
+        for jittered in [
+            Strategy::FullJitter,
+            Strategy::EqualJitter,
+            Strategy::Decorrelated,
+        ] {
+            assert!(
+                work(Strategy::Exponential) > work(jittered),
+                "{clients}: {jittered:?}"
+            );
+            assert!(
+                time(Strategy::Exponential) > time(jittered),
+                "{clients}: {jittered:?}"
+            );
+        }
+        // Without backoff, every client competes in every round.
+        assert!(
+            work(Strategy::NoBackoff) > work(Strategy::Exponential),
+            "{clients}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_amplification_experiment_uses_real_budgets() {
+    let rows = amplification::run().await;
+    assert_eq!(rows, amplification::run().await, "deterministic");
+    println!("{}", amplification::table(&rows));
+    for row in &rows {
+        assert_eq!(row.naive, 1000 * 4u64.pow(row.depth), "{row:?}");
+        // One layer retries, under a budget of cap 10 + 0.2 per call.
+        assert!(row.buttress <= 1000 + 10 + 200, "{row:?}");
+        assert_eq!(row.buttress, rows[0].buttress, "depth does not matter");
+    }
+    assert_eq!(rows[0].budget_only, rows[0].buttress);
+    assert!(rows[4].budget_only > 2 * rows[0].budget_only);
+    assert_eq!(amplification::provider_calls(Mode::Naive, 3, 10).await, 640);
+}
