@@ -217,10 +217,18 @@ async fn lab_buttress_variant_zero_duplicates_on_late_answers() {
 async fn lab_buttress_variant_opens_the_breaker_in_an_outage() {
     let _guard = exclusive().await;
     let server = start(Phase::Down, 1).await;
-    let lab = LabClient::new(Variant::Buttress, &server.url);
+    let lab = std::sync::Arc::new(LabClient::new(Variant::Buttress, &server.url));
+    // Open-loop traffic, as in the lab: 60 operations over 1.2 s, so the
+    // breaker's 1 s window sees its minimum of calls.
+    let mut tasks = tokio::task::JoinSet::new();
+    for op in 0..60 {
+        let lab = std::sync::Arc::clone(&lab);
+        tasks.spawn(async move { lab.charge(op).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut outcomes = Vec::new();
-    for op in 0..12 {
-        outcomes.push(lab.charge(op).await);
+    while let Some(outcome) = tasks.join_next().await {
+        outcomes.push(outcome.unwrap());
     }
     assert!(outcomes.iter().all(|o| !o.ok));
     assert!(lab.breaker_opens() >= 1);
@@ -229,9 +237,10 @@ async fn lab_buttress_variant_opens_the_breaker_in_an_outage() {
         .iter()
         .filter(|o| o.rejected_locally && o.latency < Duration::from_millis(50))
         .count();
-    assert!(fast_rejections >= 5, "{outcomes:#?}");
+    assert!(fast_rejections >= 10, "{outcomes:#?}");
     let stats = server.stats();
-    assert!(stats.requests < 12 * 4, "{}", stats.requests);
+    // Without the breaker and budget: 60 operations × 5 attempts.
+    assert!(stats.requests < 60 * 2, "{}", stats.requests);
     assert_eq!(stats.effects, 0);
 
     // The next run starts fresh.

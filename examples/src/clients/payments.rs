@@ -146,8 +146,8 @@ impl PaymentsClient {
         provider = "payments",
         timeout = "500ms",
         deadline = "5s",
-        retry(max_attempts = 4, backoff = exponential(base = "50ms", max = "1s"), jitter = full),
-        breaker(failure_rate = 0.5, window = 20, min_calls = 10, open_for = "2s", half_open_probes = 2),
+        retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
+        breaker(failure_rate = 0.9, window = "1s", min_calls = 20, open_for = "1s", half_open_probes = 3),
         idempotent(key = req.idempotency_key),
     )]
     pub async fn create_charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentsError> {
@@ -173,8 +173,8 @@ impl PaymentsClient {
         provider = "payments",
         timeout = "500ms",
         deadline = "5s",
-        retry(max_attempts = 4, backoff = exponential(base = "50ms", max = "1s"), jitter = full),
-        breaker(failure_rate = 0.5, window = 20, min_calls = 10, open_for = "2s", half_open_probes = 2),
+        retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
+        breaker(failure_rate = 0.9, window = "1s", min_calls = 20, open_for = "1s", half_open_probes = 3),
         idempotent(key = key),
     )]
     pub async fn refund(&self, charge_id: &str, key: &str) -> Result<Refund, PaymentsError> {
@@ -197,8 +197,8 @@ impl PaymentsClient {
         provider = "payments",
         timeout = "500ms",
         deadline = "5s",
-        retry(max_attempts = 4, backoff = exponential(base = "50ms", max = "1s"), jitter = full),
-        breaker(failure_rate = 0.5, window = 20, min_calls = 10, open_for = "2s", half_open_probes = 2),
+        retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
+        breaker(failure_rate = 0.9, window = "1s", min_calls = 20, open_for = "1s", half_open_probes = 3),
         idempotent,
     )]
     pub async fn get_charge(&self, id: &str) -> Result<Charge, PaymentsError> {

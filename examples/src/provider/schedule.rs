@@ -291,7 +291,7 @@ pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
             0.25,
             0.55,
             Phase::Errors503 {
-                rate: 0.6,
+                rate: 0.3,
                 latency: Latency::typical(),
             },
         ),
