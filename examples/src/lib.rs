@@ -4,3 +4,8 @@
 pub mod clients;
 pub mod lab;
 pub mod provider;
+
+/// The book's lab chapter, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/lab.md")]
+struct LabChapter;
