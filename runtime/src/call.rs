@@ -166,9 +166,7 @@ where
     {
         let policy = self.policy;
         let provider = &*policy.provider;
-        if let Some(at) = self.next_attempt_at.take() {
-            Box::pin(tokio::time::sleep_until(at)).await;
-        }
+        self.backoff().await;
         let attempt = self.ctx.attempt.get() + 1;
         self.ctx.attempt.set(attempt);
 
@@ -380,11 +378,15 @@ where
     }
 }
 
-#[allow(dead_code)]
-fn assert_send() {
-    fn is_send<T: Send>(_: &T) {}
-    let policy = crate::Policy::builder("send-check").build().unwrap();
-    let mut call = policy.call::<(), Error>();
-    is_send(&call.attempt(async { Ok(()) }));
-    let _ = Instant::now();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_future_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let policy = crate::Policy::builder("send-check").build().unwrap();
+        let mut call = policy.call::<(), Error>();
+        is_send(&call.attempt(async { Ok(()) }));
+    }
 }

@@ -369,19 +369,13 @@ impl Policy {
     /// assert_eq!(answer.unwrap(), 42);
     /// # }
     /// ```
-    pub async fn run<T, E, F, Fut>(&self, mut operation: F) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(&self, operation: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error>,
     {
-        let mut call = self.call::<T, E>();
-        loop {
-            call.backoff().await;
-            if let ControlFlow::Break(result) = call.attempt(operation()).await {
-                return result;
-            }
-        }
+        drive(self.call::<T, E>(), operation).await
     }
 
     /// Run `operation` at most once per `key` across every caller sharing
@@ -416,7 +410,7 @@ impl Policy {
         store: &S,
         key: impl Into<Arc<str>>,
         options: &DedupOptions,
-        mut operation: F,
+        operation: F,
     ) -> Result<T, E>
     where
         S: IdempotencyStore,
@@ -431,13 +425,24 @@ impl Policy {
             ControlFlow::Continue(dedup) => dedup,
             ControlFlow::Break(answer) => return answer,
         };
-        let result = loop {
-            call.backoff().await;
-            if let ControlFlow::Break(result) = call.attempt(operation()).await {
-                break result;
-            }
-        };
+        let result = drive(call, operation).await;
         dedup.finish(&result).await;
         result
+    }
+}
+
+/// The attempt loop over a closure: each attempt builds its body after the
+/// backoff.
+async fn drive<T, E, F, Fut>(mut call: Call<'_, T, E>, mut operation: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Classify + From<Error>,
+{
+    loop {
+        call.backoff().await;
+        if let ControlFlow::Break(result) = call.attempt(operation()).await {
+            return result;
+        }
     }
 }
