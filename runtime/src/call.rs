@@ -166,7 +166,9 @@ where
     {
         let policy = self.policy;
         let provider = &*policy.provider;
-        self.backoff().await;
+        if self.next_attempt_at.is_some() {
+            self.backoff().await;
+        }
         let attempt = self.ctx.attempt.get() + 1;
         self.ctx.attempt.set(attempt);
 
@@ -188,15 +190,11 @@ where
             }
         };
 
-        let mut admitted_at = None;
         if let Some(limiter) = &provider.limiter {
-            let now = self.ctx.now();
-            admitted_at = Some(now);
             let ctx = &self.ctx;
-            match limiter.acquire_with(now, || ctx.remaining_at(now).unwrap_or(Duration::MAX)) {
+            match limiter.acquire(|| ctx.remaining_at(ctx.now()).unwrap_or(Duration::MAX)) {
                 Ok(Admission::Now) => {}
                 Ok(Admission::After(wait)) => {
-                    admitted_at = None;
                     // Rare paths are boxed so the attempt future stays small
                     // (it is moved on every call); waiting dwarfs the allocation.
                     Box::pin(tokio::time::sleep(wait)).await;
@@ -216,7 +214,6 @@ where
             Some(bulkhead) => match bulkhead.try_acquire() {
                 Some(slot) => Some(slot),
                 None => {
-                    admitted_at = None;
                     let limit = self.ctx.deadline_at(self.ctx.now());
                     match Box::pin(bulkhead.acquire(limit)).await {
                         Ok(slot) => Some(slot),
@@ -240,7 +237,7 @@ where
         }
 
         let (finished, pending_since) =
-            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout, admitted_at).await;
+            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
         drop(slot);
 
         let elapsed = match pending_since {

@@ -17,6 +17,10 @@ use crate::class::{Classify, ErrorClass};
 /// layer, so nested wrappers never multiply retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+// A full-word tag puts every field on an 8-byte boundary: results that
+// carry an `Error` are then moved in whole words, without the partial
+// stores and wide loads that stall store forwarding on every call.
+#[repr(u64)]
 pub enum Error {
     /// One attempt took longer than the per-attempt `timeout`.
     #[error("{provider}: attempt {attempt} timed out after {timeout:?}; the provider may still act on it")]
@@ -242,3 +246,4 @@ impl ConfigError {
         self
     }
 }
+

@@ -1,14 +1,18 @@
 //! Rate limit: a GCRA limiter on one atomic word, like `governor`.
 //!
 //! Guarantees: over any interval, admitted calls never exceed
-//! `burst + per_second × seconds`; every attempt (retries included) takes a
+//! `burst + per_second × (seconds + tick)`, where `tick` is the resolution
+//! of the clock read on admission (0 with [`LimiterClock::Precise`], one
+//! scheduler tick, 1–4 ms, with the default [`LimiterClock::Coarse`]); every attempt (retries included) takes a
 //! slot, since a provider's quota counts them all. A call that finds no free
 //! slot reserves the next one and waits for it, spending its deadline; when
 //! that wait would pass the deadline, the call is rejected with
 //! [`crate::Error::RateLimited`] and reserves nothing.
 //!
 //! The state is the theoretical arrival time (TAT) in nanoseconds since the
-//! limiter's creation: one load and one compare-and-swap per admission.
+//! limiter's creation: one coarse clock read, one load and one
+//! compare-and-swap per admission; the precise clock is read only when a
+//! call has to wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,11 +24,12 @@ use crate::error::ConfigError;
 /// Rate-limit settings.
 ///
 /// # Default
-/// 100 calls per second, burst 10.
+/// 100 calls per second, burst 10, the coarse clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
     pub(crate) per_second: u32,
     pub(crate) burst: u32,
+    pub(crate) clock: LimiterClock,
 }
 
 impl RateLimitConfig {
@@ -34,7 +39,21 @@ impl RateLimitConfig {
         Self {
             per_second: 100,
             burst: 10,
+            clock: LimiterClock::Coarse,
         }
+    }
+
+    /// The clock read on each admission (see [`LimiterClock`]).
+    #[must_use]
+    pub const fn with_clock(mut self, clock: LimiterClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// `clock`.
+    #[must_use]
+    pub const fn clock(&self) -> LimiterClock {
+        self.clock
     }
 
     /// Sustained calls per second (at least 1).
@@ -94,6 +113,30 @@ impl Default for RateLimitConfig {
 #[repr(align(64))]
 struct Tat(AtomicU64);
 
+/// The clock a limiter reads when it admits a call.
+///
+/// # Default
+/// [`LimiterClock::Coarse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LimiterClock {
+    /// The kernel's coarse monotonic clock where there is one (Linux:
+    /// `CLOCK_MONOTONIC_COARSE`, a few nanoseconds to read, advancing once
+    /// per scheduler tick, 1–4 ms). A call is taken to arrive at the last
+    /// tick, so over any window the limiter admits at most
+    /// `burst + per_second × (seconds + tick)` — at 100 calls/s and a 4 ms
+    /// tick, less than one extra call; much less than the jitter with which
+    /// the network delivers the calls to the provider anyway. Waits are
+    /// computed on the precise clock, so a call that has to wait starts
+    /// exactly at its slot. Elsewhere this is the precise clock.
+    #[default]
+    Coarse,
+    /// The precise monotonic clock on every admission: exact GCRA, at the
+    /// price of a full clock read per call (tens of nanoseconds on virtual
+    /// machines).
+    Precise,
+}
+
 /// What the limiter decided for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -111,7 +154,10 @@ pub struct RateLimiter {
     tat: Tat,
     interval: u64,
     tolerance: u64,
+    /// The limiter's time origin, on tokio's clock (for explicit instants).
     base: Instant,
+    /// The same origin on the OS clock, in nanoseconds.
+    base_nanos: u64,
 }
 
 impl RateLimiter {
@@ -125,6 +171,7 @@ impl RateLimiter {
             interval: interval.max(1),
             tolerance: interval.max(1) * u64::from(config.burst.max(1) - 1),
             base: Instant::now(),
+            base_nanos: clock::precise_nanos().unwrap_or(0),
         }
     }
 
@@ -132,6 +179,38 @@ impl RateLimiter {
     #[must_use]
     pub const fn config(&self) -> &RateLimitConfig {
         &self.config
+    }
+
+    /// Admit a call now, on the limiter's clock (see [`LimiterClock`]),
+    /// reserving a future slot if the wait fits in `max_wait`, which is
+    /// computed only when the call would have to wait (so the caller works
+    /// out its time budget only then).
+    ///
+    /// With the `test-util` feature the limiter reads tokio's clock instead,
+    /// so tests on a paused clock drive it.
+    ///
+    /// # Errors
+    /// The wait needed, when it is longer than `max_wait` (nothing is
+    /// reserved then).
+    #[inline]
+    pub fn acquire(&self, max_wait: impl FnOnce() -> Duration) -> Result<Admission, Duration> {
+        if cfg!(feature = "test-util") {
+            return self.acquire_with(Instant::now(), max_wait);
+        }
+        self.acquire_os(max_wait)
+    }
+
+    /// [`acquire`](Self::acquire) on the OS clock chosen by the config.
+    #[inline]
+    fn acquire_os(&self, max_wait: impl FnOnce() -> Duration) -> Result<Admission, Duration> {
+        let (now, precise) = match self.config.clock {
+            LimiterClock::Coarse => match clock::coarse_nanos() {
+                Some(nanos) => (nanos.saturating_sub(self.base_nanos), false),
+                None => (self.since_base(Instant::now()), true),
+            },
+            LimiterClock::Precise => (self.now_precise(), true),
+        };
+        self.admit(now, precise, max_wait)
     }
 
     /// Admit a call at `now`, reserving a future slot if the wait fits in
@@ -146,8 +225,7 @@ impl RateLimiter {
     }
 
     /// Like [`acquire_at`](Self::acquire_at), computing `max_wait` only
-    /// when the call would have to wait (so the caller works out its time
-    /// budget only then).
+    /// when the call would have to wait.
     ///
     /// # Errors
     /// The wait needed, when it is longer than `max_wait` (nothing is
@@ -158,11 +236,36 @@ impl RateLimiter {
         now: Instant,
         max_wait: impl FnOnce() -> Duration,
     ) -> Result<Admission, Duration> {
+        self.admit(self.since_base(now), true, max_wait)
+    }
+
+    fn since_base(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.base);
-        let now = elapsed
+        elapsed
             .as_secs()
             .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()));
+            .saturating_add(u64::from(elapsed.subsec_nanos()))
+    }
+
+    #[cold]
+    fn now_precise(&self) -> u64 {
+        match clock::precise_nanos() {
+            Some(nanos) => nanos.saturating_sub(self.base_nanos),
+            None => self.since_base(Instant::now()),
+        }
+    }
+
+    /// GCRA at `now` (nanoseconds since `base`). A coarse `now` (`precise`
+    /// false) is a lower bound of the time: good enough to admit (the call
+    /// is taken to arrive at the last tick), replaced by a precise reading
+    /// before a wait is computed.
+    #[inline]
+    fn admit(
+        &self,
+        mut now: u64,
+        mut precise: bool,
+        max_wait: impl FnOnce() -> Duration,
+    ) -> Result<Admission, Duration> {
         let tat = &self.tat.0;
         let mut current = tat.load(Ordering::Acquire);
         let mut max_wait = Some(max_wait);
@@ -171,6 +274,11 @@ impl RateLimiter {
             let start = current.max(now);
             let wait = (start - now).saturating_sub(self.tolerance);
             if wait > 0 {
+                if !precise {
+                    now = now.max(self.now_precise());
+                    precise = true;
+                    continue;
+                }
                 if let Some(compute) = max_wait.take() {
                     allowed = compute();
                 }
@@ -189,6 +297,50 @@ impl RateLimiter {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// The OS clocks, in nanoseconds on `CLOCK_MONOTONIC`'s timeline (`None`
+/// where there is no such clock: the limiter reads tokio's clock then).
+mod clock {
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn read(id: libc::clockid_t) -> Option<u64> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; `clock_gettime` only
+        // writes it, and reports an unknown clock id with a non-zero result.
+        let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+        if rc != 0 {
+            return None;
+        }
+        let secs = u64::try_from(ts.tv_sec).ok()?;
+        let nanos = u64::try_from(ts.tv_nsec).ok()?;
+        Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn coarse_nanos() -> Option<u64> {
+        read(libc::CLOCK_MONOTONIC_COARSE)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn precise_nanos() -> Option<u64> {
+        read(libc::CLOCK_MONOTONIC)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(super) const fn coarse_nanos() -> Option<u64> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) const fn precise_nanos() -> Option<u64> {
+        None
     }
 }
 
@@ -221,5 +373,53 @@ mod tests {
             Ok(Admission::Now)
         );
         assert!(limiter.acquire_at(later, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn the_coarse_clock_is_a_lower_bound_of_the_precise_one() {
+        let (Some(coarse), Some(precise)) = (clock::coarse_nanos(), clock::precise_nanos()) else {
+            return; // no OS clock here: the limiter reads tokio's
+        };
+        assert!(coarse <= precise, "coarse {coarse} > precise {precise}");
+        // One tick is at most 10 ms on any kernel configuration.
+        assert!(precise - coarse < 10_000_000, "coarse lags by {} ns", precise - coarse);
+    }
+
+    /// The OS-clock path, whatever the `test-util` feature says: a burst,
+    /// then a wait computed on the precise clock (one interval, less the
+    /// little time the test took), then a reservation.
+    #[test]
+    fn os_clocks_admit_the_burst_then_compute_exact_waits() {
+        for clock in [LimiterClock::Coarse, LimiterClock::Precise] {
+            let limiter = RateLimiter::new(
+                RateLimitConfig::new()
+                    .with_per_second(1)
+                    .with_burst(3)
+                    .with_clock(clock),
+            );
+            for _ in 0..3 {
+                assert_eq!(limiter.acquire_os(|| Duration::ZERO), Ok(Admission::Now));
+            }
+            let Err(wait) = limiter.acquire_os(|| Duration::ZERO) else {
+                panic!("{clock:?}: a fourth call within a second must wait");
+            };
+            assert!(
+                wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+                "{clock:?}: waited {wait:?}"
+            );
+            match limiter.acquire_os(|| Duration::from_secs(2)) {
+                Ok(Admission::After(reserved)) => {
+                    assert!(reserved > Duration::from_millis(500) && reserved <= Duration::from_secs(1));
+                }
+                other => panic!("{clock:?}: expected a reservation, got {other:?}"),
+            }
+            // The reserved slot is taken: the next one is a second later.
+            match limiter.acquire_os(|| Duration::from_secs(5)) {
+                Ok(Admission::After(reserved)) => {
+                    assert!(reserved > Duration::from_millis(1500) && reserved <= Duration::from_secs(2));
+                }
+                other => panic!("{clock:?}: expected a later reservation, got {other:?}"),
+            }
+        }
     }
 }

@@ -41,9 +41,6 @@ pin_project_lite::pin_project! {
         timeout: Option<Duration>,
         deadline_cuts: bool,
         pending_since: Option<Instant>,
-        // A clock reading taken just before this attempt (by the rate
-        // limiter), reused instead of reading the clock again.
-        known_now: Option<Instant>,
     }
 }
 
@@ -52,7 +49,6 @@ impl<'c, F: Future> AttemptFuture<'c, F> {
         body: F,
         ctx: &'c mut CallContext,
         timeout: Option<Duration>,
-        known_now: Option<Instant>,
     ) -> Self {
         Self {
             body,
@@ -61,7 +57,6 @@ impl<'c, F: Future> AttemptFuture<'c, F> {
             timeout,
             deadline_cuts: false,
             pending_since: None,
-            known_now,
         }
     }
 }
@@ -80,7 +75,7 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
             return Poll::Ready((Finished::Done(out), *this.pending_since));
         }
         if this.pending_since.is_none() {
-            let now = this.known_now.take().unwrap_or_else(Instant::now);
+            let now = Instant::now();
             this.ctx.start_at(now);
             *this.pending_since = Some(now);
             let attempt_limit = this.timeout.and_then(|t| now.checked_add(t));

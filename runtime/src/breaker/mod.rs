@@ -467,22 +467,36 @@ pub enum PermitKind {
 #[must_use = "report the outcome with Breaker::record"]
 pub struct BreakerPermit<'a> {
     breaker: &'a Breaker,
-    generation: u64,
-    kind: PermitKind,
+    /// The generation that admitted the call, shifted left by two, with the
+    /// [`PermitKind`] in the low bits: one word, so the permit moves in two
+    /// registers (a separate one-byte kind made every move a partial store
+    /// followed by a wide load, which stalls store forwarding).
+    tag: u64,
 }
+
+const KIND_BITS: u64 = 2;
+const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
 
 impl BreakerPermit<'_> {
     /// What kind of admission this is.
     #[must_use]
     pub const fn kind(&self) -> PermitKind {
-        self.kind
+        match self.tag & KIND_MASK {
+            0 => PermitKind::Normal,
+            1 => PermitKind::Probe,
+            _ => PermitKind::Unrecorded,
+        }
+    }
+
+    const fn generation(&self) -> u64 {
+        self.tag >> KIND_BITS
     }
 }
 
 impl Drop for BreakerPermit<'_> {
     fn drop(&mut self) {
-        if self.kind == PermitKind::Probe {
-            self.breaker.release_probe(self.generation);
+        if matches!(self.kind(), PermitKind::Probe) {
+            self.breaker.release_probe(self.generation());
         }
     }
 }
@@ -584,10 +598,14 @@ impl Breaker {
     }
 
     const fn permit(&self, generation: u64, kind: PermitKind) -> BreakerPermit<'_> {
+        let kind = match kind {
+            PermitKind::Normal => 0,
+            PermitKind::Probe => 1,
+            PermitKind::Unrecorded => 2,
+        };
         BreakerPermit {
             breaker: self,
-            generation,
-            kind,
+            tag: (generation << KIND_BITS) | kind,
         }
     }
 
@@ -649,10 +667,10 @@ impl Breaker {
         // The healthy steady state: a success into a full count window that
         // holds no failure and no slow call, with no failure streak, changes
         // nothing (whatever generation admitted it).
-        if !failed && !slow && permit.kind == PermitKind::Normal && self.healthy() {
+        if !failed && !slow && permit.tag & KIND_MASK == 0 && self.healthy() {
             return;
         }
-        self.record_outcome(permit.kind, permit.generation, failed, slow);
+        self.record_outcome(permit.kind(), permit.generation(), failed, slow);
     }
 
     #[inline(always)]
