@@ -47,7 +47,84 @@ pub struct Call<'p, T, E> {
     /// When the next attempt may start (after a backoff).
     next_attempt_at: Option<Instant>,
     last_error: Option<E>,
+    /// When the latest retry started (the first attempt's start is the
+    /// call's start); read only on retries, which read the clock anyway.
+    last_attempt_at: Option<Instant>,
+    outcome: Option<CallOutcome>,
     _result: PhantomData<fn() -> T>,
+}
+
+/// How a call ended: what telemetry reports and what dead-letter routing
+/// keys off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallOutcome {
+    /// The provider answered with success.
+    Ok,
+    /// An error that is not retried: `Permanent`, or `OutcomeUnknown` on a
+    /// call that is not idempotent. Carries the error's class.
+    NotRetryable(ErrorClass),
+    /// Retryable errors until `max_attempts` attempts were made.
+    AttemptsExhausted,
+    /// A retry was due but the provider's retry budget was spent.
+    BudgetExhausted,
+    /// The deadline passed during an attempt, or left no room for another.
+    DeadlineExceeded,
+    /// Refused locally before reaching the provider (breaker open, rate
+    /// limit or bulkhead past the deadline).
+    Rejected(Rejection),
+    /// Answered by the idempotency layer without calling the provider (a
+    /// stored result, `InFlight`, `KeyReused` or a store error).
+    Deduplicated,
+}
+
+/// Why a call was refused locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The circuit breaker was open (or had all its probes out).
+    CircuitOpen,
+    /// The rate limiter's next slot was past the deadline.
+    RateLimit,
+    /// The bulkhead stayed full past `max_wait` or the deadline.
+    Bulkhead,
+}
+
+impl Rejection {
+    /// The telemetry label: `circuit_open`, `rate_limit` or `bulkhead`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CircuitOpen => "circuit_open",
+            Self::RateLimit => "rate_limit",
+            Self::Bulkhead => "bulkhead",
+        }
+    }
+}
+
+impl CallOutcome {
+    /// Whether the call failed after reaching (or trying to reach) the
+    /// provider in a way worth keeping for later: every outcome but
+    /// [`CallOutcome::Ok`] and [`CallOutcome::Deduplicated`].
+    #[must_use]
+    pub const fn is_failure(self) -> bool {
+        !matches!(self, Self::Ok | Self::Deduplicated)
+    }
+
+    /// A short label: `ok`, `not_retryable`, `attempts_exhausted`,
+    /// `budget_exhausted`, `deadline_exceeded`, `rejected`, `deduplicated`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotRetryable(_) => "not_retryable",
+            Self::AttemptsExhausted => "attempts_exhausted",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Rejected(_) => "rejected",
+            Self::Deduplicated => "deduplicated",
+        }
+    }
 }
 
 impl<T, E> std::fmt::Debug for Call<'_, T, E> {
@@ -70,6 +147,8 @@ where
             previous_delay: Duration::ZERO,
             next_attempt_at: None,
             last_error: None,
+            last_attempt_at: None,
+            outcome: None,
             _result: PhantomData,
         }
     }
@@ -125,6 +204,7 @@ where
                         "call answered by the idempotency layer: {e}"
                     );
                 }
+                self.outcome = Some(CallOutcome::Deduplicated);
                 ControlFlow::Break(answer.map_err(E::from))
             }
         }
@@ -138,6 +218,39 @@ where
     #[must_use]
     pub fn attempts(&self) -> u32 {
         self.ctx.attempt.get()
+    }
+
+    /// How the call ended; `None` while it goes on.
+    #[must_use]
+    pub const fn outcome(&self) -> Option<CallOutcome> {
+        self.outcome
+    }
+
+    /// When the call started, if the clock was read: a call whose first
+    /// attempt completed on its first poll never reads it (then `None`).
+    #[must_use]
+    pub fn started_at(&self) -> Option<Instant> {
+        self.ctx.started.get()
+    }
+
+    /// When the latest attempt started, if the clock was read (a retry
+    /// always reads it; a first attempt is the call's start).
+    #[must_use]
+    pub fn last_attempt_at(&self) -> Option<Instant> {
+        self.last_attempt_at.or_else(|| self.ctx.started.get())
+    }
+
+    /// The call's correlation id: the caller's (see
+    /// [`Call::set_correlation_id`] and [`crate::with_correlation_id`]), or
+    /// one generated on first use (a UUIDv7), the same for every attempt.
+    pub fn correlation_id(&self) -> &Arc<str> {
+        self.ctx.correlation_id()
+    }
+
+    /// Give the call a correlation id (an incoming request's, say), readable
+    /// in the body through [`crate::correlation_id`].
+    pub fn set_correlation_id(&mut self, id: impl Into<Arc<str>>) {
+        self.ctx.correlation = std::cell::OnceCell::from(id.into());
     }
 
     fn provider_name(&self) -> Arc<str> {
@@ -173,8 +286,11 @@ where
         self.ctx.attempt.set(attempt);
 
         if attempt > 1 {
-            if let Some(left) = self.ctx.remaining_at(self.ctx.now()) {
+            let now = self.ctx.now();
+            self.last_attempt_at = Some(now);
+            if let Some(left) = self.ctx.remaining_at(now) {
                 if left.is_zero() {
+                    self.outcome = Some(CallOutcome::DeadlineExceeded);
                     return ControlFlow::Break(Err(self.give_up()));
                 }
             }
@@ -183,10 +299,13 @@ where
         let permit = match provider.breaker.try_acquire() {
             Ok(permit) => permit,
             Err(rejected) => {
-                return self.reject(Error::CircuitOpen {
-                    provider: self.provider_name(),
-                    retry_in: rejected.retry_in,
-                });
+                return self.reject(
+                    Rejection::CircuitOpen,
+                    Error::CircuitOpen {
+                        provider: self.provider_name(),
+                        retry_in: rejected.retry_in,
+                    },
+                );
             }
         };
 
@@ -201,10 +320,13 @@ where
                 }
                 Err(retry_after) => {
                     drop(permit);
-                    return self.reject(Error::RateLimited {
-                        provider: self.provider_name(),
-                        retry_after,
-                    });
+                    return self.reject(
+                        Rejection::RateLimit,
+                        Error::RateLimited {
+                            provider: self.provider_name(),
+                            retry_after,
+                        },
+                    );
                 }
             }
         }
@@ -219,11 +341,14 @@ where
                         Ok(slot) => Some(slot),
                         Err(full) => {
                             drop(permit);
-                            return self.reject(Error::BulkheadFull {
-                                provider: self.provider_name(),
-                                max_concurrent: bulkhead.config().max_concurrent(),
-                                waited: full.waited,
-                            });
+                            return self.reject(
+                                Rejection::Bulkhead,
+                                Error::BulkheadFull {
+                                    provider: self.provider_name(),
+                                    max_concurrent: bulkhead.config().max_concurrent(),
+                                    waited: full.waited,
+                                },
+                            );
                         }
                     }
                 }
@@ -250,6 +375,7 @@ where
                 if trips {
                     provider.breaker.record(permit, false, elapsed);
                 }
+                self.outcome = Some(CallOutcome::Ok);
                 ControlFlow::Break(Ok(value))
             }
             Finished::Done(Err(error)) => {
@@ -280,6 +406,7 @@ where
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
                 drop(permit);
+                self.outcome = Some(CallOutcome::DeadlineExceeded);
                 ControlFlow::Break(Err(E::from(Error::DeadlineExceeded {
                     provider: self.provider_name(),
                     deadline: policy.config.deadline.unwrap_or_default(),
@@ -302,7 +429,8 @@ where
     }
 
     #[cold]
-    fn reject(&mut self, error: Error) -> ControlFlow<Result<T, E>> {
+    fn reject(&mut self, why: Rejection, error: Error) -> ControlFlow<Result<T, E>> {
+        self.outcome = Some(CallOutcome::Rejected(why));
         tracing::debug!(
             provider = error.provider(),
             reason = error.reason(),
@@ -323,7 +451,12 @@ where
         let policy = self.policy;
         let retry = &policy.config.retry;
         let attempt = self.ctx.attempt.get();
-        if attempt >= retry.max_attempts || !class.is_retryable(self.ctx.idempotent) {
+        if !class.is_retryable(self.ctx.idempotent) {
+            self.outcome = Some(CallOutcome::NotRetryable(class));
+            return ControlFlow::Break(Err(error));
+        }
+        if attempt >= retry.max_attempts {
+            self.outcome = Some(CallOutcome::AttemptsExhausted);
             return ControlFlow::Break(Err(error));
         }
         let mut delay =
@@ -342,6 +475,7 @@ where
                     delay = ?delay,
                     "no retry: the next attempt could not start before the deadline"
                 );
+                self.outcome = Some(CallOutcome::DeadlineExceeded);
                 return ControlFlow::Break(Err(error));
             }
         }
@@ -356,6 +490,7 @@ where
                     attempt,
                     "{exhausted}"
                 );
+                self.outcome = Some(CallOutcome::BudgetExhausted);
                 return ControlFlow::Break(Err(error));
             }
         }

@@ -1,5 +1,5 @@
 //! What a wrapped body can ask about its own call: which attempt this is,
-//! how much time is left, and the idempotency key.
+//! how much time is left, the idempotency key and the correlation id.
 //!
 //! The call driver points a thread-local at the call's context while it
 //! polls the body (and restores the previous one after, so nested wrapped
@@ -23,6 +23,8 @@ pub(crate) struct CallContext {
     /// The idempotency key: given by the caller, or generated on first
     /// use for idempotent calls.
     pub(crate) key: OnceCell<Arc<str>>,
+    /// The correlation id: the caller's, or generated on first use.
+    pub(crate) correlation: OnceCell<Arc<str>>,
     pub(crate) idempotent: bool,
 }
 
@@ -33,8 +35,20 @@ impl CallContext {
             started: Cell::new(None),
             deadline,
             key: OnceCell::new(),
+            correlation: OnceCell::new(),
             idempotent,
         }
+    }
+
+    /// The call's correlation id: the caller's (set on the call, or
+    /// inherited from [`with_correlation_id`]), else a UUIDv7 generated
+    /// once.
+    pub(crate) fn correlation_id(&self) -> &Arc<str> {
+        self.correlation.get_or_init(|| {
+            INHERITED
+                .try_with(Arc::clone)
+                .unwrap_or_else(|_| crate::idempotency::generate_key())
+        })
     }
 
     /// The call's key, generating one (a UUIDv7) for an idempotent call
@@ -71,6 +85,31 @@ impl CallContext {
         self.deadline_at(now)
             .map(|at| at.saturating_duration_since(now))
     }
+}
+
+tokio::task_local! {
+    static INHERITED: Arc<str>;
+}
+
+/// Run `future` with `id` as the correlation id of every wrapped call made
+/// inside it (unless a call sets its own): take it from an incoming
+/// request (an `X-Request-Id` header, say) so one id follows the work
+/// across services. Wrapped bodies read it with [`correlation_id`] to send
+/// it on.
+pub async fn with_correlation_id<F: std::future::Future>(
+    id: impl Into<Arc<str>>,
+    future: F,
+) -> F::Output {
+    INHERITED.scope(id.into(), future).await
+}
+
+/// The correlation id of the current call, inside a wrapped body: the
+/// caller's (see [`with_correlation_id`]) or one generated per logical
+/// call, the same on every attempt. Send it to the provider as a header so
+/// both sides' logs can be joined. `None` outside a wrapped body.
+#[must_use]
+pub fn correlation_id() -> Option<Arc<str>> {
+    with_current(|ctx| Arc::clone(ctx.correlation_id()))
 }
 
 thread_local! {

@@ -246,4 +246,3 @@ impl ConfigError {
         self
     }
 }
-

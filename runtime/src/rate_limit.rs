@@ -382,7 +382,11 @@ mod tests {
         };
         assert!(coarse <= precise, "coarse {coarse} > precise {precise}");
         // One tick is at most 10 ms on any kernel configuration.
-        assert!(precise - coarse < 10_000_000, "coarse lags by {} ns", precise - coarse);
+        assert!(
+            precise - coarse < 10_000_000,
+            "coarse lags by {} ns",
+            precise - coarse
+        );
     }
 
     /// The OS-clock path, whatever the `test-util` feature says: a burst,
@@ -409,14 +413,19 @@ mod tests {
             );
             match limiter.acquire_os(|| Duration::from_secs(2)) {
                 Ok(Admission::After(reserved)) => {
-                    assert!(reserved > Duration::from_millis(500) && reserved <= Duration::from_secs(1));
+                    assert!(
+                        reserved > Duration::from_millis(500) && reserved <= Duration::from_secs(1)
+                    );
                 }
                 other => panic!("{clock:?}: expected a reservation, got {other:?}"),
             }
             // The reserved slot is taken: the next one is a second later.
             match limiter.acquire_os(|| Duration::from_secs(5)) {
                 Ok(Admission::After(reserved)) => {
-                    assert!(reserved > Duration::from_millis(1500) && reserved <= Duration::from_secs(2));
+                    assert!(
+                        reserved > Duration::from_millis(1500)
+                            && reserved <= Duration::from_secs(2)
+                    );
                 }
                 other => panic!("{clock:?}: expected a later reservation, got {other:?}"),
             }

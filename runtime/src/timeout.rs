@@ -45,11 +45,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<'c, F: Future> AttemptFuture<'c, F> {
-    pub(crate) fn new(
-        body: F,
-        ctx: &'c mut CallContext,
-        timeout: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(body: F, ctx: &'c mut CallContext, timeout: Option<Duration>) -> Self {
         Self {
             body,
             timer: None,
