@@ -203,9 +203,11 @@ where
                         reason = e.reason(),
                         "call answered by the idempotency layer: {e}"
                     );
+                    if matches!(e, Error::InFlight { .. }) {
+                        self.refused("in_flight");
+                    }
                 }
-                self.outcome = Some(CallOutcome::Deduplicated);
-                ControlFlow::Break(answer.map_err(E::from))
+                ControlFlow::Break(self.finish(CallOutcome::Deduplicated, answer.map_err(E::from)))
             }
         }
     }
@@ -285,13 +287,14 @@ where
         let attempt = self.ctx.attempt.get() + 1;
         self.ctx.attempt.set(attempt);
 
-        if attempt > 1 {
+        if attempt == 1 {
+            self.open_span();
+        } else {
             let now = self.ctx.now();
             self.last_attempt_at = Some(now);
             if let Some(left) = self.ctx.remaining_at(now) {
                 if left.is_zero() {
-                    self.outcome = Some(CallOutcome::DeadlineExceeded);
-                    return ControlFlow::Break(Err(self.give_up()));
+                    return self.no_time_left();
                 }
             }
         }
@@ -361,12 +364,16 @@ where
             }
         }
 
+        if !self.ctx.span.is_disabled() {
+            self.open_attempt_span(attempt);
+        }
         let (finished, pending_since) =
             AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
         drop(slot);
 
+        let measure = provider.breaker.measures_duration() || policy.telemetry.measures();
         let elapsed = match pending_since {
-            Some(since) if provider.breaker.measures_duration() => Some(since.elapsed()),
+            Some(since) if measure => Some(since.elapsed()),
             _ => None,
         };
         let trips = provider.breaker_trips;
@@ -375,8 +382,8 @@ where
                 if trips {
                     provider.breaker.record(permit, false, elapsed);
                 }
-                self.outcome = Some(CallOutcome::Ok);
-                ControlFlow::Break(Ok(value))
+                self.attempt_ended(None, elapsed);
+                ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
             }
             Finished::Done(Err(error)) => {
                 let class = error.class();
@@ -387,6 +394,7 @@ where
                 } else {
                     drop(permit);
                 }
+                self.attempt_ended(Some(class), elapsed);
                 let retry_after = error.retry_after();
                 self.after_failure(error, class, retry_after)
             }
@@ -396,6 +404,7 @@ where
                 } else {
                     drop(permit);
                 }
+                self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::Timeout {
                     provider: self.provider_name(),
                     timeout: policy.config.timeout.unwrap_or_default(),
@@ -406,14 +415,117 @@ where
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
                 drop(permit);
-                self.outcome = Some(CallOutcome::DeadlineExceeded);
-                ControlFlow::Break(Err(E::from(Error::DeadlineExceeded {
+                self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
+                let error = E::from(Error::DeadlineExceeded {
                     provider: self.provider_name(),
                     deadline: policy.config.deadline.unwrap_or_default(),
                     attempts: attempt,
-                })))
+                });
+                ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)))
             }
         }
+    }
+
+    /// Open the call's span (a no-op without an interested subscriber).
+    #[inline]
+    fn open_span(&mut self) {
+        let config = &self.policy.config;
+        let span = tracing::info_span!(
+            "buttress.call",
+            provider = &*config.provider,
+            operation = &*config.operation,
+            correlation_id = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("correlation_id", &**self.ctx.correlation_id());
+            self.ctx.span = span;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn open_attempt_span(&mut self, attempt: u32) {
+        let backoff_ms = if attempt > 1 {
+            u64::try_from(self.previous_delay.as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        self.ctx.attempt_span = tracing::info_span!(
+            parent: &self.ctx.span,
+            "buttress.attempt",
+            attempt,
+            backoff_ms,
+            breaker_state = self.policy.provider.breaker.state().as_str(),
+            "error.class" = tracing::field::Empty,
+        );
+    }
+
+    /// Report the end of an attempt (`class` `None` for a success).
+    #[inline]
+    fn attempt_ended(&mut self, class: Option<ErrorClass>, took: Option<Duration>) {
+        let policy = self.policy;
+        policy.telemetry.attempt_ended(policy, class, took);
+        if !self.ctx.attempt_span.is_disabled() {
+            let span = std::mem::replace(&mut self.ctx.attempt_span, tracing::Span::none());
+            span.record("error.class", crate::telemetry::class_label(class));
+        }
+    }
+
+    /// End the call with `result`.
+    #[inline]
+    fn finish(&mut self, outcome: CallOutcome, result: Result<T, E>) -> Result<T, E> {
+        self.outcome = Some(outcome);
+        if self.policy.telemetry.measures() || !self.ctx.span.is_disabled() {
+            self.report_end(outcome, result.as_ref().err().map(Classify::class));
+        }
+        result
+    }
+
+    #[inline(never)]
+    fn report_end(&mut self, outcome: CallOutcome, error: Option<ErrorClass>) {
+        let policy = self.policy;
+        let took = self.ctx.started.get().map(|since| since.elapsed());
+        let label = crate::telemetry::call_label(outcome, error.is_none());
+        policy.telemetry.call_ended(policy, label, took);
+        let span = &self.ctx.span;
+        if !span.is_disabled() {
+            span.record("attempts", self.ctx.attempt.get());
+            span.record("outcome", outcome.as_str());
+            match error {
+                Some(class) => {
+                    span.record("error.type", class.as_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+                None => {
+                    span.record("otel.status_code", "OK");
+                }
+            }
+        }
+    }
+
+    /// Count a local refusal (of the call or of a retry) in telemetry and
+    /// tell the hooks.
+    #[cold]
+    fn refused(&self, reason: &'static str) {
+        let policy = self.policy;
+        policy.telemetry.rejected(policy, reason);
+        crate::events::emit(&crate::events::PolicyEvent::Rejected {
+            provider: &policy.config.provider,
+            operation: &policy.config.operation,
+            reason,
+        });
+    }
+
+    /// The deadline passed before the next attempt could start.
+    #[cold]
+    fn no_time_left(&mut self) -> ControlFlow<Result<T, E>> {
+        self.refused("deadline");
+        let error = self.give_up();
+        ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)))
     }
 
     /// The deadline left no room for another attempt: the last provider
@@ -430,14 +542,17 @@ where
 
     #[cold]
     fn reject(&mut self, why: Rejection, error: Error) -> ControlFlow<Result<T, E>> {
-        self.outcome = Some(CallOutcome::Rejected(why));
-        tracing::debug!(
-            provider = error.provider(),
-            reason = error.reason(),
-            attempt = self.ctx.attempt.get(),
-            "call rejected locally: {error}"
-        );
-        ControlFlow::Break(Err(E::from(error)))
+        self.refused(why.as_str());
+        {
+            let _in_call = self.ctx.span.enter();
+            tracing::debug!(
+                provider = error.provider(),
+                reason = error.reason(),
+                attempt = self.ctx.attempt.get(),
+                "call rejected locally: {error}"
+            );
+        }
+        ControlFlow::Break(self.finish(CallOutcome::Rejected(why), Err(E::from(error))))
     }
 
     /// Decide whether to retry; if so, keep the error as the last one and
@@ -452,13 +567,13 @@ where
         let retry = &policy.config.retry;
         let attempt = self.ctx.attempt.get();
         if !class.is_retryable(self.ctx.idempotent) {
-            self.outcome = Some(CallOutcome::NotRetryable(class));
-            return ControlFlow::Break(Err(error));
+            return ControlFlow::Break(self.finish(CallOutcome::NotRetryable(class), Err(error)));
         }
         if attempt >= retry.max_attempts {
-            self.outcome = Some(CallOutcome::AttemptsExhausted);
-            return ControlFlow::Break(Err(error));
+            return ControlFlow::Break(self.finish(CallOutcome::AttemptsExhausted, Err(error)));
         }
+        let _in_call = self.ctx.span.clone();
+        let _in_call = _in_call.enter();
         let mut delay =
             retry
                 .backoff
@@ -475,8 +590,8 @@ where
                     delay = ?delay,
                     "no retry: the next attempt could not start before the deadline"
                 );
-                self.outcome = Some(CallOutcome::DeadlineExceeded);
-                return ControlFlow::Break(Err(error));
+                self.refused("deadline");
+                return ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)));
             }
         }
         if let Some(budget) = &policy.provider.budget {
@@ -490,8 +605,8 @@ where
                     attempt,
                     "{exhausted}"
                 );
-                self.outcome = Some(CallOutcome::BudgetExhausted);
-                return ControlFlow::Break(Err(error));
+                self.refused("budget");
+                return ControlFlow::Break(self.finish(CallOutcome::BudgetExhausted, Err(error)));
             }
         }
         tracing::debug!(
@@ -501,6 +616,14 @@ where
             delay = ?delay,
             "retrying"
         );
+        policy.telemetry.retried(policy);
+        crate::events::emit(&crate::events::PolicyEvent::RetryScheduled {
+            provider: &policy.config.provider,
+            operation: &policy.config.operation,
+            attempt,
+            class,
+            delay,
+        });
         self.previous_delay = delay;
         self.last_error = Some(error);
         if !delay.is_zero() {

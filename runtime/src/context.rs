@@ -25,6 +25,10 @@ pub(crate) struct CallContext {
     pub(crate) key: OnceCell<Arc<str>>,
     /// The correlation id: the caller's, or generated on first use.
     pub(crate) correlation: OnceCell<Arc<str>>,
+    /// The call's span, and the current attempt's (disabled without an
+    /// interested subscriber).
+    pub(crate) span: tracing::Span,
+    pub(crate) attempt_span: tracing::Span,
     pub(crate) idempotent: bool,
 }
 
@@ -36,6 +40,8 @@ impl CallContext {
             deadline,
             key: OnceCell::new(),
             correlation: OnceCell::new(),
+            span: tracing::Span::none(),
+            attempt_span: tracing::Span::none(),
             idempotent,
         }
     }

@@ -150,6 +150,7 @@ mod call;
 mod class;
 mod context;
 mod error;
+pub mod events;
 pub mod idempotency;
 mod integrations;
 #[cfg(feature = "http")]
@@ -163,6 +164,7 @@ mod registry;
 pub mod retry;
 mod rng;
 mod sync;
+pub mod telemetry;
 mod timeout;
 
 pub use breaker::BreakerState;

@@ -289,6 +289,7 @@ pub(crate) struct PolicyInner {
     pub(crate) config: PolicyConfig,
     pub(crate) provider: Arc<Provider>,
     pub(crate) rng: Rng,
+    pub(crate) telemetry: crate::telemetry::SiteTelemetry,
 }
 
 /// A validated policy bound to its provider's shared state. Cheap to clone.
@@ -329,6 +330,7 @@ impl Policy {
                 config,
                 provider,
                 rng,
+                telemetry: crate::telemetry::SiteTelemetry::default(),
             }),
         })
     }

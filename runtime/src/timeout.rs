@@ -65,6 +65,7 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
         let mut this = self.project();
         let polled = {
             let _entered = Entered::new(this.ctx);
+            let _span = this.ctx.attempt_span.enter();
             this.body.poll(cx)
         };
         if let Poll::Ready(out) = polled {

@@ -869,6 +869,12 @@ impl Breaker {
         } else {
             tracing::info!(provider, from = from.as_str(), to = to.as_str(), reason = ?reason, "circuit breaker state changed");
         }
+        crate::events::emit(&crate::events::PolicyEvent::BreakerTransition {
+            provider,
+            from,
+            to,
+            reason,
+        });
         let listeners = self.listeners.read();
         if listeners.is_empty() {
             return;
