@@ -10,8 +10,12 @@
 //! Rows: `bare` (the body awaited directly), `tokio_timeout` (the body under
 //! `tokio::time::timeout(10 s)`), `default_stack` (the default policy of an
 //! empty `#[resilient]`, driven by the `Call::attempt` loop a macro expands
-//! to) and `full_stack` (the defaults plus a bulkhead and a rate limiter
-//! that never limits).
+//! to), `full_stack` (the defaults plus a bulkhead and a rate limiter
+//! that never limits), `resilient_macro` (an empty `#[resilient]`), and
+//! `full_stack_observed`: the full stack with a Prometheus recorder
+//! installed and a `tracing` subscriber (a `fmt` layer at INFO writing to a
+//! sink), so every call opens and closes its spans and records its metrics.
+//! The other rows run with neither (their metric handles are no-ops).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -112,6 +116,14 @@ fn full_stack(name: &'static str) -> Policy {
         .expect("the full policy is valid")
 }
 
+/// What an observed service runs: spans and events formatted at INFO.
+fn observing_subscriber() -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+}
+
 fn current_thread() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -163,6 +175,20 @@ fn single<Fut>(
     group.bench_function("full_stack", |b| {
         b.to_async(rt).iter(|| drive(&full_policy, body));
     });
+    {
+        let observed = full_stack(match body_name {
+            "ready" => "bench-observed-ready",
+            _ => "bench-observed-yield",
+        });
+        let recorder: &'static metrics_exporter_prometheus::PrometheusRecorder = Box::leak(
+            Box::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()),
+        );
+        let _metrics = metrics::set_default_local_recorder(recorder);
+        let _tracing = tracing::subscriber::set_default(observing_subscriber());
+        group.bench_function("full_stack_observed", |b| {
+            b.to_async(rt).iter(|| drive(&observed, body));
+        });
+    }
     group.bench_function("resilient_macro", |b| {
         b.to_async(rt).iter(|| async {
             if body_name == "ready" {

@@ -217,4 +217,7 @@ mod book {
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;
+    #[cfg(feature = "metrics")]
+    #[doc = include_str!("../../book/src/observability.md")]
+    struct Observability;
 }

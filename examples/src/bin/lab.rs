@@ -7,6 +7,9 @@
 //! cargo run --release -p buttress-examples --bin lab -- experiment backoff
 //! cargo run --release -p buttress-examples --bin lab -- experiment amplification
 //! ```
+//!
+//! While the scorecard runs, the buttress metrics are served in Prometheus
+//! format at <http://127.0.0.1:9464/metrics> (`--metrics-addr`, `--no-metrics`).
 
 use std::fs::File;
 use std::io::{IsTerminal, Write as _};
@@ -85,6 +88,14 @@ struct Cli {
     /// No progress bars (they are also hidden when stdout is not a terminal)
     #[arg(long, short)]
     quiet: bool,
+
+    /// Serve the buttress metrics (Prometheus text format) at http://ADDR/metrics while the lab runs
+    #[arg(long, value_name = "ADDR", default_value = lab::metrics::DEFAULT_ADDR)]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Do not serve metrics
+    #[arg(long, conflicts_with = "metrics_addr")]
+    no_metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +203,13 @@ async fn scorecard(cli: &Cli) -> Result<(), String> {
     let json = cli.json.as_deref().map(open_json).transpose()?;
     if let Some(dir) = &cli.plot {
         check_plot_dir(dir)?;
+    }
+    if !cli.no_metrics {
+        lab::metrics::serve(cli.metrics_addr).await?;
+        eprintln!(
+            "lab: metrics at http://{}/metrics while the lab runs",
+            cli.metrics_addr
+        );
     }
 
     let progress = (!cli.quiet && std::io::stdout().is_terminal())

@@ -30,6 +30,7 @@
 
 pub mod amplification;
 pub mod backoff;
+pub mod metrics;
 pub mod plot;
 pub mod report;
 mod run;
