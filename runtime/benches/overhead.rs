@@ -14,8 +14,8 @@
 //! that never limits), `resilient_macro` (an empty `#[resilient]`), and
 //! `full_stack_observed`: the full stack with a Prometheus recorder
 //! installed and a `tracing` subscriber (a `fmt` layer at INFO writing to a
-//! sink), so every call opens and closes its spans and records its metrics.
-//! The other rows run with neither (their metric handles are no-ops).
+//! sink), so every call opens and closes its spans and records its metrics;
+//! it needs `--features metrics`. The other rows run with neither.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -117,6 +117,7 @@ fn full_stack(name: &'static str) -> Policy {
 }
 
 /// What an observed service runs: spans and events formatted at INFO.
+#[cfg(feature = "metrics")]
 fn observing_subscriber() -> impl tracing::Subscriber + Send + Sync {
     use tracing_subscriber::layer::SubscriberExt;
     tracing_subscriber::registry()
@@ -175,6 +176,7 @@ fn single<Fut>(
     group.bench_function("full_stack", |b| {
         b.to_async(rt).iter(|| drive(&full_policy, body));
     });
+    #[cfg(feature = "metrics")]
     {
         let observed = full_stack(match body_name {
             "ready" => "bench-observed-ready",

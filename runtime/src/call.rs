@@ -50,6 +50,8 @@ pub struct Call<'p, T, E> {
     /// When the latest retry started (the first attempt's start is the
     /// call's start); read only on retries, which read the clock anyway.
     last_attempt_at: Option<Instant>,
+    /// When the latest attempt that waited ended, if it was measured.
+    ended_at: Option<Instant>,
     outcome: Option<CallOutcome>,
     _result: PhantomData<fn() -> T>,
 }
@@ -148,6 +150,7 @@ where
             next_attempt_at: None,
             last_error: None,
             last_attempt_at: None,
+            ended_at: None,
             outcome: None,
             _result: PhantomData,
         }
@@ -292,6 +295,7 @@ where
         } else {
             let now = self.ctx.now();
             self.last_attempt_at = Some(now);
+            self.ended_at = None;
             if let Some(left) = self.ctx.remaining_at(now) {
                 if left.is_zero() {
                     return self.no_time_left();
@@ -373,7 +377,13 @@ where
 
         let measure = provider.breaker.measures_duration() || policy.telemetry.measures();
         let elapsed = match pending_since {
-            Some(since) if measure => Some(since.elapsed()),
+            Some(since) if measure => {
+                // One clock read serves the breaker, the attempt's and the
+                // call's durations.
+                let now = Instant::now();
+                self.ended_at = Some(now);
+                Some(now.saturating_duration_since(since))
+            }
             _ => None,
         };
         let trips = provider.breaker_trips;
@@ -488,7 +498,11 @@ where
     #[inline(never)]
     fn report_end(&mut self, outcome: CallOutcome, error: Option<ErrorClass>) {
         let policy = self.policy;
-        let took = self.ctx.started.get().map(|since| since.elapsed());
+        let took = self.ctx.started.get().map(|since| {
+            self.ended_at
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(since)
+        });
         let label = crate::telemetry::call_label(outcome, error.is_none());
         policy.telemetry.call_ended(policy, label, took);
         let span = &self.ctx.span;
