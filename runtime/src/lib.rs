@@ -148,6 +148,8 @@ pub mod budget;
 pub mod bulkhead;
 mod call;
 mod class;
+#[cfg(feature = "serde-config")]
+pub mod config;
 mod context;
 mod error;
 pub mod idempotency;
@@ -170,6 +172,8 @@ pub use call::{Call, CallOutcome, Rejection};
 pub use class::{classify_io_kind, Classify, ErrorClass};
 pub use context::{attempt, correlation_id, idempotency_key, remaining, with_correlation_id};
 pub use error::{ConfigError, Error};
+#[cfg(feature = "serde-config")]
+pub use config::ConfigErrors;
 pub use idempotency::IdempotencyStore;
 pub use policy::{Policy, PolicyBuilder, PolicyConfig};
 pub use registry::{BreakerHandle, Provider, Registry, SharedConfig};
