@@ -177,7 +177,7 @@ impl Site {
         current: Option<&'static Resolved>,
         history: &mut [&'static Resolved],
     ) -> &'static Resolved {
-        let mut config = registry.resolve_config(&self.config, self.named);
+        let mut config = registry.settings_for(&self.config, self.named);
         if let Err(e) = config.validate() {
             let keep = current.filter(|c| c.is_ok());
             tracing::warn!(

@@ -321,10 +321,18 @@ impl Registry {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The settings of a call site: `inline` (or the policy `named`, when
-    /// one is defined in code), with a loaded configuration file laid over
-    /// them.
-    pub(crate) fn resolve_config(&self, inline: &PolicyConfig, named: Option<&str>) -> PolicyConfig {
+    /// The settings a call site gets from this registry: its `inline`
+    /// settings (or, for `#[resilient(policy = "name")]`, the policy
+    /// `named` when one is defined in code), with a loaded configuration
+    /// file's `providers.<provider>` and `policies.<name>` sections laid
+    /// over them key by key. What a call site starting now would use; for
+    /// inspection and tests.
+    ///
+    /// The result is not validated: a file can combine with inline values
+    /// into an invalid whole (a file's timeout above an inline deadline);
+    /// such a call site logs a warning and keeps its previous settings.
+    #[must_use]
+    pub fn settings_for(&self, inline: &PolicyConfig, named: Option<&str>) -> PolicyConfig {
         #[cfg_attr(not(feature = "serde-config"), allow(unused_mut))]
         let mut config = named
             .and_then(|name| self.policy_config(name))

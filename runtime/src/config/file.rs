@@ -51,13 +51,12 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn syntax_error(format: Format, line: usize, column: usize, message: &str) -> ConfigError {
-    // Parsers repeat the position at the end of their message; it is
-    // already in the path.
-    let message = message.trim();
+    // Parsers repeat the position in their message; it is already in the
+    // path.
     let message = message
-        .rfind(" at line ")
-        .map_or(message, |at| &message[..at])
-        .trim_end();
+        .replace(&format!(" at line {line} column {column}"), "")
+        .trim()
+        .to_owned();
     ConfigError::new(
         format!("line {line}, column {column}"),
         format!("invalid {}: {message}", format.name()),
