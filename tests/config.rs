@@ -198,76 +198,10 @@ fn files_are_found_by_extension_and_unreadable_ones_are_reported() {
     registry.load_str("", Format::Toml).unwrap();
 }
 
-const FULL_TOML: &str = r#"
-[providers.stripe]
-timeout = "2s"
-deadline = "10s"
-retry = { max_attempts = 4, backoff = { type = "exponential", base = "100ms", max = "5s" }, jitter = "full", budget = { ratio = 0.1, cap = 5 } }
-breaker = { failure_rate = 0.5, window = 20, min_calls = 10, open_for = "30s", half_open_probes = 3 }
-bulkhead = { max_concurrent = 32, max_wait = "50ms" }
-rate_limit = { per_second = 100, burst = 20 }
-
-[policies.charge]
-provider = "stripe"
-timeout = "1s"
-retry = { max_attempts = 2, backoff = { type = "constant", delay = "250ms" }, jitter = "none" }
-idempotent = true
-"#;
-
-const FULL_YAML: &str = r#"
-providers:
-  stripe:
-    timeout: 2s
-    deadline: 10s
-    retry:
-      max_attempts: 4
-      backoff: { type: exponential, base: 100ms, max: 5s }
-      jitter: full
-      budget: { ratio: 0.1, cap: 5 }
-    breaker:
-      failure_rate: 0.5
-      window: 20
-      min_calls: 10
-      open_for: 30s
-      half_open_probes: 3
-    bulkhead: { max_concurrent: 32, max_wait: 50ms }
-    rate_limit: { per_second: 100, burst: 20 }
-policies:
-  charge:
-    provider: stripe
-    timeout: 1s
-    retry:
-      max_attempts: 2
-      backoff: { type: constant, delay: 250ms }
-      jitter: none
-    idempotent: true
-"#;
-
-const FULL_JSON: &str = r#"{
-  "providers": {
-    "stripe": {
-      "timeout": "2s",
-      "deadline": "10s",
-      "retry": {
-        "max_attempts": 4,
-        "backoff": { "type": "exponential", "base": "100ms", "max": "5s" },
-        "jitter": "full",
-        "budget": { "ratio": 0.1, "cap": 5 }
-      },
-      "breaker": { "failure_rate": 0.5, "window": 20, "min_calls": 10, "open_for": "30s", "half_open_probes": 3 },
-      "bulkhead": { "max_concurrent": 32, "max_wait": "50ms" },
-      "rate_limit": { "per_second": 100, "burst": 20 }
-    }
-  },
-  "policies": {
-    "charge": {
-      "provider": "stripe",
-      "timeout": "1s",
-      "retry": { "max_attempts": 2, "backoff": { "type": "constant", "delay": "250ms" }, "jitter": "none" },
-      "idempotent": true
-    }
-  }
-}"#;
+// The book's examples (configuration chapter), so they cannot rot.
+const FULL_TOML: &str = include_str!("../book/src/config/example.toml");
+const FULL_YAML: &str = include_str!("../book/src/config/example.yaml");
+const FULL_JSON: &str = include_str!("../book/src/config/example.json");
 
 #[test]
 fn the_three_formats_say_the_same_thing() {
@@ -289,7 +223,9 @@ fn the_three_formats_say_the_same_thing() {
         let breaker = shared.breaker.unwrap();
         assert_eq!(breaker.window(), Window::Count(20));
         assert_eq!(breaker.min_calls(), 10);
-        assert_eq!(shared.budget.unwrap().cap(), 5);
+        assert_eq!(breaker.slow_calls(), Some((0.8, 1500 * MS)));
+        assert_eq!(breaker.consecutive_failures(), Some(5));
+        assert_eq!(shared.budget.unwrap().cap(), 10);
         assert_eq!(shared.bulkhead.unwrap().max_concurrent(), 32);
         assert_eq!(shared.rate_limit.unwrap().burst(), 20);
         // The policy overrides its provider's per-call settings...
@@ -304,6 +240,9 @@ fn the_three_formats_say_the_same_thing() {
         assert_eq!(other.retry().max_attempts(), 4);
         assert!(!other.idempotent());
         assert_eq!(other.shared(), shared);
+        let maps = registry.settings_for(&PolicyConfig::named("maps", "geocode"), None);
+        assert_eq!(maps.retry().max_attempts(), 1);
+        assert_eq!(maps.breaker().unwrap().window(), Window::Time(Duration::from_secs(30)));
     }
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[1], seen[2]);

@@ -219,4 +219,10 @@ mod book {
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;
+    #[cfg(feature = "serde-config")]
+    #[doc = include_str!("../../book/src/configuration.md")]
+    struct Configuration;
+    #[cfg(feature = "serde-config")]
+    #[doc = include_str!("../../book/src/runbook.md")]
+    struct Runbook;
 }

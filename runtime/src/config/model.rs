@@ -230,7 +230,9 @@ impl Checker {
         valid: &[&str],
     ) -> Option<Option<&'v Map<String, Value>>> {
         match value {
+            // `off` unquoted is `false` in some YAML dialects.
             Value::String(s) if s == "off" => Some(None),
+            Value::Bool(false) => Some(None),
             Value::Object(_) => self.table(path, value, valid).map(Some),
             other => {
                 self.wrong_type(path, "a table or \"off\"", other);
