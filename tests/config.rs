@@ -190,7 +190,8 @@ fn files_are_found_by_extension_and_unreadable_ones_are_reported() {
     let missing = std::env::temp_dir().join("buttress-no-such-file.toml");
     let err = registry.load_file(&missing).unwrap_err();
     assert!(
-        err.to_string().starts_with(&format!("{}: cannot read the file: ", missing.display())),
+        err.to_string()
+            .starts_with(&format!("{}: cannot read the file: ", missing.display())),
         "{err}"
     );
     // An empty file is an empty configuration.
@@ -214,7 +215,9 @@ fn the_three_formats_say_the_same_thing() {
     ] {
         let registry = Registry::new();
         registry.load_str(text, format).unwrap();
-        let provider = registry.get("stripe").expect("the file creates the provider");
+        let provider = registry
+            .get("stripe")
+            .expect("the file creates the provider");
         let shared = *provider.config();
         let charge = registry.settings_for(&inline, Some("charge"));
         let other = registry.settings_for(&inline, None);
@@ -242,7 +245,10 @@ fn the_three_formats_say_the_same_thing() {
         assert_eq!(other.shared(), shared);
         let maps = registry.settings_for(&PolicyConfig::named("maps", "geocode"), None);
         assert_eq!(maps.retry().max_attempts(), 1);
-        assert_eq!(maps.breaker().unwrap().window(), Window::Time(Duration::from_secs(30)));
+        assert_eq!(
+            maps.breaker().unwrap().window(),
+            Window::Time(Duration::from_secs(30))
+        );
     }
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[1], seen[2]);
@@ -265,8 +271,16 @@ fn inline_values_are_the_defaults_a_file_overrides_key_by_key() {
                 .with_backoff(Backoff::constant(20 * MS)),
         );
     let settings = registry.settings_for(&inline, None);
-    assert_eq!(settings.timeout(), Some(300 * MS), "not in the file: inline");
-    assert_eq!(settings.retry().max_attempts(), 5, "in the file: the file's");
+    assert_eq!(
+        settings.timeout(),
+        Some(300 * MS),
+        "not in the file: inline"
+    );
+    assert_eq!(
+        settings.retry().max_attempts(),
+        5,
+        "in the file: the file's"
+    );
     assert_eq!(settings.retry().backoff(), Backoff::constant(20 * MS));
     // A provider the file does not name keeps its inline settings.
     let elsewhere = PolicyConfig::named("email", "send").with_timeout(Some(700 * MS));
@@ -341,7 +355,10 @@ fn a_reload_keeps_state_whose_settings_did_not_change() {
 
     // A provider dropped from the file keeps its last settings.
     registry.load_str("", Format::Toml).unwrap();
-    assert_eq!(registry.breaker("pay").config().open_for(), Duration::from_secs(60));
+    assert_eq!(
+        registry.breaker("pay").config().open_for(),
+        Duration::from_secs(60)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -463,10 +480,16 @@ async fn hot_reload_under_concurrent_calls() {
     after.force_open();
     std::fs::write(&path, lab_config("20s", "1s", "30s")).unwrap();
     registry.load_file(&path).unwrap();
-    assert_eq!(registry.breaker("reload-lab").state(), BreakerState::ForcedOpen);
+    assert_eq!(
+        registry.breaker("reload-lab").state(),
+        BreakerState::ForcedOpen
+    );
     assert_eq!(registry.breaker("reload-lab").stats().window.calls, 400);
     let rejected = send().await.unwrap_err();
-    assert!(matches!(rejected, LabError::Resilience(buttress::Error::CircuitOpen { .. })));
+    assert!(matches!(
+        rejected,
+        LabError::Resilience(buttress::Error::CircuitOpen { .. })
+    ));
 
     // A reload that changes the breaker: a new, empty breaker, still forced.
     std::fs::write(&path, lab_config("20s", "1s", "45s")).unwrap();

@@ -347,7 +347,12 @@ impl Checker {
         Some(())
     }
 
-    fn timeout_within_deadline(&mut self, path: &str, call: &CallOverrides, base: Option<&CallOverrides>) {
+    fn timeout_within_deadline(
+        &mut self,
+        path: &str,
+        call: &CallOverrides,
+        base: Option<&CallOverrides>,
+    ) {
         let timeout = call.timeout.or_else(|| base.and_then(|b| b.timeout));
         let deadline = call.deadline.or_else(|| base.and_then(|b| b.deadline));
         if let (Some(timeout), Some(deadline)) = (timeout, deadline) {
@@ -369,7 +374,11 @@ impl Checker {
         call: &mut CallOverrides,
         budget: Option<&mut Option<BudgetConfig>>,
     ) {
-        let valid = if budget.is_some() { RETRY_KEYS } else { POLICY_RETRY_KEYS };
+        let valid = if budget.is_some() {
+            RETRY_KEYS
+        } else {
+            POLICY_RETRY_KEYS
+        };
         let Some(map) = self.table_or_off(path, value, valid) else {
             return;
         };
@@ -380,10 +389,9 @@ impl Checker {
         if let Some(v) = map.get("max_attempts") {
             let p = join(path, "max_attempts");
             match v {
-                Value::Number(n) if n.as_u64() == Some(0) => self.error(
-                    &p,
-                    "must be at least 1 (1 means no retries), got 0",
-                ),
+                Value::Number(n) if n.as_u64() == Some(0) => {
+                    self.error(&p, "must be at least 1 (1 means no retries), got 0")
+                }
                 _ => call.max_attempts = self.whole(&p, v, 1, u32::MAX),
             }
         }
@@ -397,7 +405,10 @@ impl Checker {
                 Value::String(s) if s == "equal" => Some(Jitter::Equal),
                 Value::String(s) if s == "none" => Some(Jitter::None),
                 Value::String(s) => {
-                    self.error(&p, format!("unknown jitter \"{s}\"; expected \"full\", \"equal\" or \"none\""));
+                    self.error(
+                        &p,
+                        format!("unknown jitter \"{s}\"; expected \"full\", \"equal\" or \"none\""),
+                    );
                     None
                 }
                 other => {
@@ -437,7 +448,9 @@ impl Checker {
         }
         if let Some(backoff) = call.backoff {
             let before = self.errors.len();
-            let check = crate::retry::RetryConfig::new().with_backoff(backoff).validate();
+            let check = crate::retry::RetryConfig::new()
+                .with_backoff(backoff)
+                .validate();
             self.cross_check(before, path.strip_suffix(".retry").unwrap_or(path), check);
         }
     }
@@ -462,7 +475,10 @@ impl Checker {
         let stray = |c: &mut Self, keys: &[&str], kind: &str| {
             for key in keys {
                 if map.contains_key(*key) {
-                    c.error(&join(path, key), format!("does not apply to {kind} backoff"));
+                    c.error(
+                        &join(path, key),
+                        format!("does not apply to {kind} backoff"),
+                    );
                 }
             }
         };
@@ -480,9 +496,14 @@ impl Checker {
             Value::String(s) if s == "constant" => {
                 stray(self, &delay_keys, s);
                 match map.get("delay") {
-                    Some(v) => self.duration(&join(path, "delay"), v, true).map(Backoff::constant),
+                    Some(v) => self
+                        .duration(&join(path, "delay"), v, true)
+                        .map(Backoff::constant),
                     None => {
-                        self.error(&join(path, "delay"), "missing; a constant backoff needs its delay, such as \"200ms\"");
+                        self.error(
+                            &join(path, "delay"),
+                            "missing; a constant backoff needs its delay, such as \"200ms\"",
+                        );
                         None
                     }
                 }
@@ -492,7 +513,11 @@ impl Checker {
                 None
             }
             other => {
-                self.wrong_type(&kind_path, "\"exponential\", \"constant\" or \"decorrelated\"", other);
+                self.wrong_type(
+                    &kind_path,
+                    "\"exponential\", \"constant\" or \"decorrelated\"",
+                    other,
+                );
                 None
             }
         }

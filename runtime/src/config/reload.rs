@@ -60,7 +60,10 @@ impl Registry {
             .into());
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path.display().to_string(), format!("cannot read the file: {e}"))
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the file: {e}"),
+            )
         })?;
         self.load_str(&text, format)
     }
