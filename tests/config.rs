@@ -421,6 +421,21 @@ async fn send() -> Result<Duration, LabError> {
     Ok(remaining + 110 * MS)
 }
 
+/// Another call site of the provider, with no policy name and a short
+/// inline deadline; it answers the timeout it ran under.
+#[resilient(provider = "reload-lab", timeout = "200ms", deadline = "1s", retry = off)]
+async fn ping() -> Result<(), LabError> {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn ping_timeout() -> Duration {
+    match ping().await {
+        Err(LabError::Resilience(buttress::Error::Timeout { timeout, .. })) => timeout,
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
 fn lab_config(deadline: &str, timeout: &str, open_for: &str) -> String {
     format!(
         r#"
@@ -502,5 +517,17 @@ async fn hot_reload_under_concurrent_calls() {
     replaced.reset();
     assert_eq!(send().await.unwrap(), Duration::from_secs(20));
     assert_eq!(replaced.stats().window.calls, 2);
+
+    // The provider's timeout applies to every call site of the provider...
+    std::fs::write(&path, lab_config("20s", "300ms", "45s")).unwrap();
+    registry.load_file(&path).unwrap();
+    assert_eq!(ping_timeout().await, 300 * MS);
+    // ...but a file timeout longer than a call site's inline deadline is
+    // invalid for that call site alone: it keeps its previous settings
+    // (with a warning) instead of failing its calls.
+    std::fs::write(&path, lab_config("20s", "5s", "45s")).unwrap();
+    registry.load_file(&path).unwrap();
+    assert_eq!(ping_timeout().await, 300 * MS);
+    assert_eq!(send().await.unwrap(), Duration::from_secs(20));
     std::fs::remove_file(&path).unwrap();
 }
