@@ -531,3 +531,47 @@ async fn hot_reload_under_concurrent_calls() {
     assert_eq!(send().await.unwrap(), Duration::from_secs(20));
     std::fs::remove_file(&path).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_watched_file_is_reloaded_when_it_changes() {
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    let inline = PolicyConfig::named("watched", "op");
+    let path = temp_file("watch.yaml", "providers:\n  watched:\n    timeout: 1s\n");
+    let watcher = registry.watch_file(&path, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        registry.settings_for(&inline, None).timeout(),
+        Some(Duration::from_secs(1))
+    );
+
+    std::fs::write(&path, "providers:\n  watched:\n    timeout: 2s\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        registry.settings_for(&inline, None).timeout(),
+        Some(Duration::from_secs(2))
+    );
+
+    // A bad edit is logged and changes nothing; the next good one is loaded.
+    let generation = registry.generation();
+    std::fs::write(&path, "providers:\n  watched:\n    timeout: 2 parsecs\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(registry.generation(), generation);
+    std::fs::write(&path, "providers:\n  watched:\n    timeout: 3s\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        registry.settings_for(&inline, None).timeout(),
+        Some(Duration::from_secs(3))
+    );
+
+    watcher.abort();
+    std::fs::remove_file(&path).unwrap();
+    // A broken file is reported at once, and nothing is watched.
+    let bad = temp_file("watch-bad.json", "{");
+    assert_eq!(
+        registry
+            .watch_file(&bad, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string(),
+        "line 1, column 1: invalid JSON: EOF while parsing an object"
+    );
+    std::fs::remove_file(&bad).unwrap();
+}

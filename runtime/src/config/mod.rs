@@ -41,6 +41,8 @@
 //!   transition listeners and its `times_opened` count; the swap is logged.
 //!   A changed budget, limiter or bulkhead starts fresh (a new bulkhead does
 //!   not see the calls still holding a slot of the old one).
+//! - [`Registry::watch_file`](crate::Registry::watch_file) reloads a file
+//!   whenever its content changes; a bad edit is logged and ignored.
 //! - A provider removed from the file keeps its last settings; a policy
 //!   removed from the file no longer overrides its call sites.
 //! - [`crate::Policy`] values built in code keep the shared state they were

@@ -68,6 +68,55 @@ impl Registry {
         self.load_str(&text, format)
     }
 
+    /// Reload the file at `path` whenever its content changes, checking
+    /// every `interval`, on a task of the current tokio runtime; stop by
+    /// aborting the returned handle. The file is loaded once before this
+    /// returns, so a broken file is reported at startup. Later mistakes (a
+    /// bad edit, a file briefly missing while an editor saves it) are logged
+    /// with `tracing` at `error` level and leave the last good settings in
+    /// force; the next good edit is picked up.
+    ///
+    /// The file is small and read with blocking I/O on the runtime's
+    /// thread; for very short intervals, reload from your own task with
+    /// [`Registry::load_file`] instead.
+    ///
+    /// # Errors
+    /// As [`Registry::load_file`], for the first load (then no task is
+    /// started).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn watch_file(
+        &'static self,
+        path: impl AsRef<Path>,
+        interval: std::time::Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, ConfigErrors> {
+        let path = path.as_ref().to_path_buf();
+        self.load_file(&path)?;
+        let mut last = std::fs::read(&path).ok();
+        Ok(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate
+            loop {
+                ticks.tick().await;
+                let current = std::fs::read(&path).ok();
+                if current.is_none() || current == last {
+                    continue;
+                }
+                last = current;
+                match self.load_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "configuration file reloaded"),
+                    Err(errors) => tracing::error!(
+                        path = %path.display(),
+                        %errors,
+                        "configuration file not reloaded; the previous settings stay in force"
+                    ),
+                }
+            }
+        }))
+    }
+
     fn install(&self, file: ConfigFile) {
         // One load at a time, so that two reloads cannot interleave their
         // swaps.
