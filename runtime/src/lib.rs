@@ -49,8 +49,9 @@
 //!
 //! ### What `#[resilient]` expands to
 //!
-//! A `static` call site (its policy built on first use, then read with one
-//! atomic load) and a short loop that re-runs the body inline, once per
+//! A `static` call site (its policy built on first use, and again only after
+//! the registry's settings change, such as a configuration file reloaded; a
+//! call reads two atomics and takes no lock) and a short loop that re-runs the body inline, once per
 //! attempt, so the body may borrow `self` and the arguments:
 //!
 //! ```ignore
@@ -140,6 +141,9 @@
 //! One module per policy, each documenting what it guarantees:
 //! [`retry`], [`budget`], [`breaker`], [`bulkhead`], [`rate_limit`],
 //! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
+//! With the `serde-config` feature, `config` loads providers' and
+//! operations' policies from TOML, YAML or JSON files and reloads them at
+//! run time.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -148,6 +152,8 @@ pub mod budget;
 pub mod bulkhead;
 mod call;
 mod class;
+#[cfg(feature = "serde-config")]
+pub mod config;
 mod context;
 mod error;
 pub mod events;
@@ -170,6 +176,8 @@ mod timeout;
 pub use breaker::BreakerState;
 pub use call::{Call, CallOutcome, Rejection};
 pub use class::{classify_io_kind, Classify, ErrorClass};
+#[cfg(feature = "serde-config")]
+pub use config::ConfigErrors;
 pub use context::{attempt, correlation_id, idempotency_key, remaining, with_correlation_id};
 pub use error::{ConfigError, Error};
 pub use idempotency::IdempotencyStore;
@@ -220,4 +228,10 @@ mod book {
     #[cfg(feature = "metrics")]
     #[doc = include_str!("../../book/src/observability.md")]
     struct Observability;
+    #[cfg(feature = "serde-config")]
+    #[doc = include_str!("../../book/src/configuration.md")]
+    struct Configuration;
+    #[cfg(feature = "serde-config")]
+    #[doc = include_str!("../../book/src/runbook.md")]
+    struct Runbook;
 }

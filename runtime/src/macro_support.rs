@@ -1,7 +1,8 @@
 //! What the macros' generated code calls. Not public API: reached only as
 //! `::buttress::__private::…`, and free to change between releases.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::Call;
@@ -9,6 +10,7 @@ use crate::class::Classify;
 use crate::error::{ConfigError, Error};
 use crate::policy::{Policy, PolicyConfig};
 use crate::registry::Registry;
+use crate::sync::RwLock;
 
 /// The value of a `#[retry_after]` field: `Duration` or `Option<Duration>`.
 #[diagnostic::on_unimplemented(
@@ -68,13 +70,30 @@ impl<T, E> IsResult for Result<T, E> {
     type Err = E;
 }
 
-/// One `#[resilient]` call site: its settings, and its policy built on first
-/// use (then read with one atomic load).
+type Resolved = Result<Policy, ConfigError>;
+
+/// One `#[resilient]` call site: its inline settings, and its policy,
+/// resolved on first use and again after the registry's settings changed
+/// (a configuration file loaded, a policy defined).
+///
+/// The hot path reads the registry's generation counter (one relaxed load)
+/// and the site's current policy (one acquire load), and takes no lock. A
+/// resolution that changes the site's settings keeps the new policy for the
+/// rest of the process (calls in flight borrow it): a site holds one policy
+/// per distinct set of settings it ever used, never one per reload.
 #[derive(Debug)]
 pub struct Site {
     config: PolicyConfig,
     named: Option<&'static str>,
-    policy: OnceLock<Result<Policy, ConfigError>>,
+    /// The policy in force: null before first use, else a pointer from
+    /// `Box::leak`, never freed.
+    current: AtomicPtr<Resolved>,
+    /// The registry generation `current` was resolved at, plus one (zero:
+    /// never resolved).
+    resolved_at: AtomicU64,
+    /// Every policy this site ever used, so that returning to earlier
+    /// settings reuses one. Also serialises resolutions.
+    history: RwLock<Vec<&'static Resolved>>,
 }
 
 impl Site {
@@ -84,18 +103,23 @@ impl Site {
         Self {
             config,
             named: None,
-            policy: OnceLock::new(),
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            resolved_at: AtomicU64::new(0),
+            history: RwLock::new(Vec::new()),
         }
     }
 
     /// A call site using the registry's policy `name` when one is defined
-    /// ([`Registry::define_policy`]), and these inline settings otherwise.
+    /// ([`Registry::define_policy`], or `policies.<name>` in a loaded
+    /// configuration file), and these inline settings otherwise.
     #[must_use]
     pub const fn named(name: &'static str, config: PolicyConfig) -> Self {
         Self {
             config,
             named: Some(name),
-            policy: OnceLock::new(),
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            resolved_at: AtomicU64::new(0),
+            history: RwLock::new(Vec::new()),
         }
     }
 
@@ -104,18 +128,84 @@ impl Site {
     /// # Errors
     /// The configuration error, if the settings are invalid (the macro
     /// checks them at compile time, so this is a safety net).
+    #[inline]
     pub fn policy(&'static self) -> Result<&'static Policy, Error> {
-        match self.policy.get_or_init(|| {
-            let registry = Registry::global();
-            let config = self
-                .named
-                .and_then(|name| registry.policy_config(name))
-                .unwrap_or_else(|| self.config.clone());
-            Policy::from_config(config, registry)
-        }) {
+        let registry = Registry::global();
+        let generation = registry.generation();
+        let resolved = if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
+            let current = self.current.load(Ordering::Acquire);
+            // SAFETY: `current` is set (before `resolved_at`, with release
+            // ordering) only to pointers from `Box::leak`, which are valid
+            // and shared-only for the rest of the process.
+            unsafe { current.as_ref() }
+        } else {
+            None
+        };
+        match resolved.unwrap_or_else(|| self.resolve(registry)) {
             Ok(policy) => Ok(policy),
             Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&'static self, registry: &Registry) -> &'static Resolved {
+        let mut history = self.history.write();
+        loop {
+            let generation = registry.generation();
+            let current = history.last().copied();
+            let resolved = self.resolve_at(registry, current, &mut history);
+            if registry.generation() != generation {
+                continue; // settings changed while resolving: resolve again
+            }
+            self.current
+                .store(std::ptr::from_ref(resolved).cast_mut(), Ordering::Release);
+            self.resolved_at
+                .store(generation.wrapping_add(1), Ordering::Release);
+            if !current.is_some_and(|c| std::ptr::eq(c, resolved)) {
+                // Most recently used last.
+                history.retain(|r| !std::ptr::eq(*r, resolved));
+                history.push(resolved);
+            }
+            return resolved;
+        }
+    }
+
+    fn resolve_at(
+        &self,
+        registry: &Registry,
+        current: Option<&'static Resolved>,
+        history: &mut [&'static Resolved],
+    ) -> &'static Resolved {
+        let mut config = registry.settings_for(&self.config, self.named);
+        if let Err(e) = config.validate() {
+            let keep = current.filter(|c| c.is_ok());
+            tracing::warn!(
+                provider = &*self.config.provider,
+                operation = &*self.config.operation,
+                error = %e,
+                "the configured settings of this call site are invalid; it keeps {}",
+                if keep.is_some() { "its previous settings" } else { "its inline settings" }
+            );
+            if let Some(keep) = keep {
+                return keep;
+            }
+            config = self.config.clone();
+        }
+        let provider = registry.get(&config.provider);
+        let same = |r: &&'static Resolved| match r {
+            Ok(policy) => {
+                policy.inner.config == config
+                    && provider
+                        .as_ref()
+                        .is_some_and(|p| Arc::ptr_eq(p, &policy.inner.provider))
+            }
+            Err(_) => false,
+        };
+        if let Some(found) = history.iter().rev().find(|r| same(r)) {
+            return found;
+        }
+        Box::leak(Box::new(Policy::from_config(config, registry)))
     }
 }
 

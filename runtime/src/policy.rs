@@ -122,6 +122,60 @@ impl PolicyConfig {
         self
     }
 
+    /// The provider's name.
+    #[must_use]
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The operation's name (empty when not set).
+    #[must_use]
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The per-attempt timeout.
+    #[must_use]
+    pub const fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The deadline of the whole call.
+    #[must_use]
+    pub const fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// The retry settings.
+    #[must_use]
+    pub const fn retry(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    /// The breaker settings (`None`: never trips by itself).
+    #[must_use]
+    pub const fn breaker(&self) -> Option<&BreakerConfig> {
+        self.breaker.as_ref()
+    }
+
+    /// The bulkhead settings.
+    #[must_use]
+    pub const fn bulkhead(&self) -> Option<&BulkheadConfig> {
+        self.bulkhead.as_ref()
+    }
+
+    /// The rate-limit settings.
+    #[must_use]
+    pub const fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        self.rate_limit.as_ref()
+    }
+
+    /// Whether the operation is safe to repeat.
+    #[must_use]
+    pub const fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
     /// The settings shared by every call site of the provider.
     #[must_use]
     pub const fn shared(&self) -> SharedConfig {

@@ -3,13 +3,15 @@
 //! Every call site that names provider "stripe" shares one breaker, one
 //! retry budget, one rate limiter and one bulkhead, so all of them see the
 //! provider's health together and a trip stops them all. The registry is
-//! touched when a call site first runs (its policy is built once and kept),
-//! never on a call's hot path.
+//! touched when a call site first runs (its policy is built once and kept)
+//! and again only after the registry's settings changed (a configuration
+//! file loaded, a policy defined): a call's hot path reads one atomic
+//! generation counter and takes no lock.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::breaker::{Breaker, BreakerConfig};
@@ -59,23 +61,86 @@ impl Default for SharedConfig {
 pub struct Provider {
     name: Arc<str>,
     config: SharedConfig,
-    pub(crate) breaker: Breaker,
+    // Each piece of shared state is its own `Arc`, so that a reload which
+    // changes one of them keeps the others, state and counts included.
+    pub(crate) breaker: Arc<Breaker>,
     pub(crate) breaker_trips: bool,
-    pub(crate) budget: Option<RetryBudget>,
-    pub(crate) limiter: Option<RateLimiter>,
-    pub(crate) bulkhead: Option<Bulkhead>,
+    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     warned_mismatch: AtomicBool,
 }
 
 impl Provider {
-    fn new(name: Arc<str>, config: SharedConfig) -> Self {
+    pub(crate) fn new(name: Arc<str>, config: SharedConfig) -> Self {
         Self {
-            breaker: Breaker::new(Arc::clone(&name), config.breaker.unwrap_or_default()),
+            breaker: Arc::new(Breaker::new(
+                Arc::clone(&name),
+                config.breaker.unwrap_or_default(),
+            )),
             breaker_trips: config.breaker.is_some(),
-            budget: config.budget.map(RetryBudget::new),
-            limiter: config.rate_limit.map(RateLimiter::new),
-            bulkhead: config.bulkhead.map(Bulkhead::new),
+            budget: config.budget.map(|c| Arc::new(RetryBudget::new(c))),
+            limiter: config.rate_limit.map(|c| Arc::new(RateLimiter::new(c))),
+            bulkhead: config.bulkhead.map(|c| Arc::new(Bulkhead::new(c))),
             name,
+            config,
+            warned_mismatch: AtomicBool::new(false),
+        }
+    }
+
+    /// The state of `old` under new settings: every piece whose settings did
+    /// not change is kept as it is; a changed breaker takes over the old
+    /// one's forced state, listeners and trip count (see
+    /// [`Breaker::take_over`]).
+    #[cfg_attr(not(feature = "serde-config"), allow(dead_code))]
+    pub(crate) fn reconfigured(old: &Self, config: SharedConfig) -> Self {
+        let breaker_config = config.breaker.unwrap_or_default();
+        let breaker = if *old.breaker.config() == breaker_config {
+            Arc::clone(&old.breaker)
+        } else {
+            let mut breaker = Breaker::new(Arc::clone(&old.name), breaker_config);
+            breaker.take_over(&old.breaker);
+            tracing::info!(
+                provider = &*old.name,
+                was = old.breaker.state().as_str(),
+                now = breaker.state().as_str(),
+                "breaker settings changed: a new breaker replaces the old one (empty window; a forced state is kept)"
+            );
+            Arc::new(breaker)
+        };
+        fn keep<C: PartialEq + Copy, T>(
+            old: Option<&Arc<T>>,
+            old_config: Option<C>,
+            config: Option<C>,
+            make: impl FnOnce(C) -> T,
+        ) -> Option<Arc<T>> {
+            match (old, config) {
+                (Some(old), Some(_)) if old_config == config => Some(Arc::clone(old)),
+                (_, config) => config.map(|c| Arc::new(make(c))),
+            }
+        }
+        Self {
+            breaker,
+            breaker_trips: config.breaker.is_some(),
+            budget: keep(
+                old.budget.as_ref(),
+                old.config.budget,
+                config.budget,
+                RetryBudget::new,
+            ),
+            limiter: keep(
+                old.limiter.as_ref(),
+                old.config.rate_limit,
+                config.rate_limit,
+                RateLimiter::new,
+            ),
+            bulkhead: keep(
+                old.bulkhead.as_ref(),
+                old.config.bulkhead,
+                config.bulkhead,
+                Bulkhead::new,
+            ),
+            name: Arc::clone(&old.name),
             config,
             warned_mismatch: AtomicBool::new(false),
         }
@@ -95,26 +160,26 @@ impl Provider {
 
     /// The provider's breaker.
     #[must_use]
-    pub const fn breaker(&self) -> &Breaker {
+    pub fn breaker(&self) -> &Breaker {
         &self.breaker
     }
 
     /// The provider's retry budget, if it has one.
     #[must_use]
-    pub const fn budget(&self) -> Option<&RetryBudget> {
-        self.budget.as_ref()
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_deref()
     }
 
     /// The provider's rate limiter, if it has one.
     #[must_use]
-    pub const fn rate_limiter(&self) -> Option<&RateLimiter> {
-        self.limiter.as_ref()
+    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.limiter.as_deref()
     }
 
     /// The provider's bulkhead, if it has one.
     #[must_use]
-    pub const fn bulkhead(&self) -> Option<&Bulkhead> {
-        self.bulkhead.as_ref()
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.bulkhead.as_deref()
     }
 }
 
@@ -123,27 +188,38 @@ impl Provider {
 ///
 /// It dereferences to [`Breaker`] (`state()`, `force_open()`,
 /// `force_closed()`, `reset()`, `stats()`, `on_transition()`).
+///
+/// A handle names the breaker in force when it was taken. A configuration
+/// reload that changes the provider's breaker settings replaces the breaker
+/// (keeping a forced state); take a new handle after such a reload to read
+/// the new one's counts.
 #[derive(Clone)]
-pub struct BreakerHandle(Arc<Provider>);
+pub struct BreakerHandle(Arc<Breaker>);
 
 impl fmt::Debug for BreakerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.breaker.fmt(f)
+        self.0.fmt(f)
     }
 }
 
 impl Deref for BreakerHandle {
     type Target = Breaker;
     fn deref(&self) -> &Breaker {
-        &self.0.breaker
+        &self.0
     }
 }
 
 /// Shared policy state by provider name.
 #[derive(Default)]
 pub struct Registry {
-    providers: RwLock<HashMap<Arc<str>, Arc<Provider>>>,
+    pub(crate) providers: RwLock<HashMap<Arc<str>, Arc<Provider>>>,
     policies: RwLock<HashMap<String, PolicyConfig>>,
+    /// Bumped after every change that call sites must see.
+    generation: AtomicU64,
+    #[cfg(feature = "serde-config")]
+    pub(crate) file: RwLock<Option<Arc<crate::config::ConfigFile>>>,
+    #[cfg(feature = "serde-config")]
+    pub(crate) loading: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Registry {
@@ -214,12 +290,13 @@ impl Registry {
             Some(provider) => provider,
             None => self.register(name, &SharedConfig::new()),
         };
-        BreakerHandle(provider)
+        BreakerHandle(Arc::clone(&provider.breaker))
     }
 
     /// Define (or replace) the named policy that `#[resilient(policy =
-    /// "name")]` call sites use instead of their inline settings. Call sites
-    /// read it when they first run.
+    /// "name")]` call sites use instead of their inline settings (a
+    /// configuration file's `policies.<name>` still overrides it key by key).
+    /// Call sites pick it up on their next call.
     ///
     /// # Errors
     /// A [`ConfigError`] if the settings are invalid (nothing is stored).
@@ -228,7 +305,43 @@ impl Registry {
             .validate()
             .map_err(|e| e.within(&format!("policies.{name}")))?;
         self.policies.write().insert(name.to_owned(), config);
+        self.bump();
         Ok(())
+    }
+
+    /// A counter that moves whenever settings that call sites read change
+    /// (a file loaded, a policy defined). One relaxed atomic load.
+    #[inline]
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The settings a call site gets from this registry: its `inline`
+    /// settings (or, for `#[resilient(policy = "name")]`, the policy
+    /// `named` when one is defined in code), with a loaded configuration
+    /// file's `providers.<provider>` and `policies.<name>` sections laid
+    /// over them key by key. What a call site starting now would use; for
+    /// inspection and tests.
+    ///
+    /// The result is not validated: a file can combine with inline values
+    /// into an invalid whole (a file's timeout above an inline deadline);
+    /// such a call site logs a warning and keeps its previous settings.
+    #[must_use]
+    pub fn settings_for(&self, inline: &PolicyConfig, named: Option<&str>) -> PolicyConfig {
+        #[cfg_attr(not(feature = "serde-config"), allow(unused_mut))]
+        let mut config = named
+            .and_then(|name| self.policy_config(name))
+            .unwrap_or_else(|| inline.clone());
+        #[cfg(feature = "serde-config")]
+        if let Some(file) = self.file.read().clone() {
+            file.apply(&mut config, named);
+        }
+        config
     }
 
     /// The named policy's settings, if defined.

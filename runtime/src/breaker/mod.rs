@@ -364,6 +364,9 @@ pub struct BreakerStats {
     pub consecutive_failures: u32,
     /// How many times the breaker has opened (automatic trips only).
     pub times_opened: u64,
+    /// How long the breaker has been in its current state (since it was
+    /// created, if it never changed).
+    pub in_state_for: Duration,
 }
 
 type Listener = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
@@ -436,6 +439,8 @@ pub struct Breaker {
     window: WindowImpl,
     consecutive: AtomicU32,
     times_opened: AtomicU64,
+    /// When the state last changed, in nanoseconds since `base`.
+    changed_at: AtomicU64,
     listeners: RwLock<Vec<Listener>>,
 }
 
@@ -532,6 +537,7 @@ impl Breaker {
             window,
             consecutive: AtomicU32::new(0),
             times_opened: AtomicU64::new(0),
+            changed_at: AtomicU64::new(0),
             listeners: RwLock::new(Vec::new()),
         }
     }
@@ -567,7 +573,39 @@ impl Breaker {
             window,
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
             times_opened: self.times_opened.load(Ordering::Relaxed),
+            in_state_for: Duration::from_nanos(
+                self.now_nanos()
+                    .saturating_sub(self.changed_at.load(Ordering::Relaxed)),
+            ),
         }
+    }
+
+    /// Continue `old` under new settings (a configuration reload changed
+    /// them): keep its transition listeners, its `times_opened` count and an
+    /// operator's forced state (with the time it was forced). Automatic
+    /// state and the window start afresh: counts taken under other
+    /// thresholds would not mean the same thing.
+    pub(crate) fn take_over(&mut self, old: &Self) {
+        // The same time origin, so "since when" carries over.
+        self.base = old.base;
+        self.listeners
+            .write()
+            .extend(old.listeners.read().iter().cloned());
+        self.times_opened
+            .store(old.times_opened.load(Ordering::Relaxed), Ordering::Relaxed);
+        let forced = match old.state() {
+            BreakerState::ForcedOpen => Some(FORCED_OPEN),
+            BreakerState::ForcedClosed => Some(FORCED_CLOSED),
+            _ => None,
+        };
+        let changed_at = match forced {
+            Some(code) => {
+                self.state.store(make(code, 0, 0, 0), Ordering::Release);
+                old.changed_at.load(Ordering::Relaxed)
+            }
+            None => self.now_nanos(),
+        };
+        self.changed_at.store(changed_at, Ordering::Relaxed);
     }
 
     /// Call `listener` on every state change of this breaker. Listeners run
@@ -863,6 +901,7 @@ impl Breaker {
     }
 
     fn emit(&self, from: BreakerState, to: BreakerState, reason: TransitionReason) {
+        self.changed_at.store(self.now_nanos(), Ordering::Relaxed);
         let provider: &str = &self.provider;
         if to == BreakerState::Open {
             tracing::warn!(provider, from = from.as_str(), to = to.as_str(), reason = ?reason, "circuit breaker opened");
