@@ -112,6 +112,10 @@ enum Metric {
     Histogram(Vec<f64>),
 }
 
+/// The recorder's snapshots reset what they read (gauges included), so the
+/// tests of this binary take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
@@ -260,6 +264,7 @@ async fn scripted(
 
 #[tokio::test(start_paused = true)]
 async fn a_scripted_run_gives_the_documented_spans_and_metrics() {
+    let _serial = SERIAL.lock().await;
     telemetry();
     let p = retrying("tel-script", 3);
     assert_eq!(scripted(&p, &[Ok(1)]).await, Ok(1));
@@ -402,6 +407,7 @@ async fn a_scripted_run_gives_the_documented_spans_and_metrics() {
 
 #[tokio::test(start_paused = true)]
 async fn breaker_transitions_rejections_and_budget_are_seen() {
+    let _serial = SERIAL.lock().await;
     telemetry();
     let reg = registry();
     let p = Policy::builder("tel-breaker")
@@ -508,6 +514,7 @@ async fn breaker_transitions_rejections_and_budget_are_seen() {
 
 #[tokio::test(start_paused = true)]
 async fn hooks_see_retries_rejections_and_transitions_until_unsubscribed() {
+    let _serial = SERIAL.lock().await;
     telemetry();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
@@ -558,6 +565,7 @@ async fn hooks_see_retries_rejections_and_transitions_until_unsubscribed() {
 
 #[tokio::test(start_paused = true)]
 async fn keys_and_authorization_headers_never_show_in_clear() {
+    let _serial = SERIAL.lock().await;
     telemetry();
     const KEY: &str = "key-SECRET-7f3a";
     const TOKEN: &str = "Bearer sk_live_SECRET_91c2";
@@ -615,6 +623,7 @@ async fn keys_and_authorization_headers_never_show_in_clear() {
 #[tokio::test]
 async fn secrets_sent_over_http_never_show_in_clear() {
     use axum::http::HeaderMap;
+    let _serial = SERIAL.lock().await;
     telemetry();
     const KEY: &str = "http-key-SECRET-55e1";
     const TOKEN: &str = "Bearer sk_live_SECRET_http_0b7d";
