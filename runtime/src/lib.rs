@@ -139,7 +139,9 @@
 //!
 //! One module per policy, each documenting what it guarantees:
 //! [`retry`], [`budget`], [`breaker`], [`bulkhead`], [`rate_limit`],
-//! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
+//! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`];
+//! with the `webhook` feature, `webhook` verifies and deduplicates inbound
+//! webhooks.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -164,6 +166,8 @@ pub mod retry;
 mod rng;
 mod sync;
 mod timeout;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 pub use breaker::BreakerState;
 pub use call::{Call, CallOutcome, Rejection};
@@ -215,4 +219,7 @@ mod book {
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;
+    #[cfg(all(feature = "webhook", feature = "axum"))]
+    #[doc = include_str!("../../book/src/webhooks.md")]
+    struct Webhooks;
 }
