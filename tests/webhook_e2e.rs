@@ -37,6 +37,9 @@ struct Payment {
     hold: bool,
 }
 
+/// Failed deliveries seen by the hook: id, raw body, error.
+type Failures = Arc<Mutex<Vec<(String, Vec<u8>, String)>>>;
+
 #[derive(Clone)]
 struct App {
     receiver: WebhookReceiver,
@@ -46,7 +49,7 @@ struct App {
     gate: Arc<Semaphore>,
     /// Tells the test a `hold` handler started.
     entered: Arc<Semaphore>,
-    failures: Arc<Mutex<Vec<(String, Vec<u8>, String)>>>,
+    failures: Failures,
 }
 
 impl FromRef<App> for WebhookReceiver {
@@ -98,7 +101,7 @@ impl Server {
         store: impl IdempotencyStore + 'static,
         prefix: &str,
     ) -> Self {
-        let failures = Arc::new(Mutex::new(Vec::new()));
+        let failures = Failures::default();
         let seen = Arc::clone(&failures);
         let receiver = WebhookReceiver::new(scheme, store).on_failure(move |failed| {
             seen.lock().unwrap().push((
