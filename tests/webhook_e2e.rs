@@ -185,6 +185,18 @@ async fn exactly_once(server: Server) {
     assert_eq!(server.post(&id, body, false).await, StatusCode::OK);
     assert_eq!(server.runs(&id), 1);
 
+    // Signed too long ago, or in the future: 401, nothing runs (a few
+    // seconds beyond the tolerance, so a second ticking during the
+    // request cannot bring it back within).
+    let stale = server.id("evt_stale");
+    for offset in [-305, 305] {
+        assert_eq!(
+            server.post_signed_at(&stale, body, false, offset).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(server.runs(&stale), 0);
+
     // Ten concurrent duplicates while the first is held in its handler.
     let id = server.id("evt_concurrent");
     let body = r#"{"amount": 7, "hold": true}"#;

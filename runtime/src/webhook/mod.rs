@@ -137,8 +137,7 @@ fn check_tolerance(
     tolerance: Duration,
 ) -> Result<(), VerifyError> {
     let now = unix_seconds(now);
-    let tolerance_secs = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if timestamp.abs_diff(now) > tolerance_secs.unsigned_abs() {
+    if timestamp.abs_diff(now) > tolerance.as_secs() {
         return Err(VerifyError::TimestampOutsideTolerance {
             timestamp,
             now,
@@ -181,4 +180,59 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 fn mac_matches(expected: &[u8; 32], candidate: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     candidate.len() == expected.len() && bool::from(expected.as_slice().ct_eq(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_plain_decimal_seconds() {
+        assert_eq!(parse_timestamp(b"1614265330"), Some(1_614_265_330));
+        assert_eq!(parse_timestamp(b"-5"), Some(-5));
+        assert_eq!(
+            parse_timestamp(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+5",
+            b" 5",
+            b"5 ",
+            b"1e9",
+            b"0x10",
+            b"1000000000000000000",
+            b"\xff",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tolerance_survives_extreme_clocks_and_timestamps() {
+        let minute = Duration::from_secs(60);
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(unix_seconds(before_epoch), -10);
+        assert!(check_tolerance(-10, before_epoch, minute).is_ok());
+        for timestamp in [i64::MIN, i64::MAX, -999_999_999_999_999_999] {
+            assert!(check_tolerance(timestamp, UNIX_EPOCH, minute).is_err());
+            assert!(check_tolerance(timestamp, before_epoch, Duration::MAX).is_ok());
+        }
+        assert!(check_tolerance(60, UNIX_EPOCH, minute).is_ok());
+        assert!(check_tolerance(61, UNIX_EPOCH, minute).is_err());
+        assert!(check_tolerance(-61, UNIX_EPOCH, minute).is_err());
+    }
+
+    #[test]
+    fn macs_compare_only_equal_lengths() {
+        let mac = hmac_sha256(b"key", &[b"a", b".", b"b"]);
+        assert_eq!(mac, hmac_sha256(b"key", &[b"a.b"]));
+        assert!(mac_matches(&mac, &mac));
+        assert!(!mac_matches(&mac, &mac[..31]));
+        assert!(!mac_matches(&mac, &[]));
+        let mut flipped = mac;
+        flipped[31] ^= 1;
+        assert!(!mac_matches(&mac, &flipped));
+    }
 }

@@ -53,7 +53,8 @@ impl Stripe {
     }
 
     /// How far the signed timestamp may be from the receiver's clock, in
-    /// either direction.
+    /// either direction (in whole seconds, as timestamps are; the bound is
+    /// inclusive).
     #[must_use]
     pub const fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
