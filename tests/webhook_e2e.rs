@@ -142,11 +142,16 @@ impl Server {
 
     /// Post `body` signed for `id` now, then possibly tampered.
     async fn post(&self, id: &str, body: &str, tamper: bool) -> StatusCode {
+        self.post_signed_at(id, body, tamper, 0).await
+    }
+
+    /// Post `body` signed for `id` at now + `offset` seconds.
+    async fn post_signed_at(&self, id: &str, body: &str, tamper: bool, offset: i64) -> StatusCode {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let now = i64::try_from(now).unwrap();
+        let now = i64::try_from(now).unwrap() + offset;
         let signature = self.signer.sign(id, now, body.as_bytes());
         let body = if tamper {
             body.replace("1", "9")
