@@ -312,6 +312,23 @@ async fn exactly_once_with_redis() {
         .expect("connect to Redis")
         .with_prefix(format!("buttress:webhook-test:{prefix}"));
     exactly_once(Server::start(store, &prefix).await).await;
+    // Leave nothing behind on the server.
+    let client = redis::Client::open(url.as_str()).expect("Redis URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("buttress:webhook-test:{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "the store wrote under its prefix");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .expect("DEL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 /// regard to ASCII case; with a repeated header, the first value counts.
 ///
 /// Implemented for slices, arrays and vectors of `(name, value)` pairs (any
-/// `AsRef<str>` name and `AsRef<[u8]>` value), and, with the `axum`
-/// feature, for `http::HeaderMap`.
+/// `AsRef<str>` name and `AsRef<[u8]>` value), and, with the `http` or
+/// `axum` feature, for `http::HeaderMap`.
 pub trait HeaderSource {
     /// The raw value of header `name`, if present.
     fn header(&self, name: &str) -> Option<&[u8]>;
@@ -31,9 +31,16 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderSource for Vec<(K, V)> {
     }
 }
 
+// One `http` crate either way: axum re-exports the one the `http` feature
+// names.
 #[cfg(feature = "axum")]
-impl HeaderSource for ::axum::http::HeaderMap {
+use ::axum::http as http_types;
+#[cfg(all(feature = "http", not(feature = "axum")))]
+use ::http as http_types;
+
+#[cfg(any(feature = "http", feature = "axum"))]
+impl HeaderSource for http_types::HeaderMap {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.get(name).map(::axum::http::HeaderValue::as_bytes)
+        self.get(name).map(http_types::HeaderValue::as_bytes)
     }
 }
