@@ -143,7 +143,8 @@
 //! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
 //! With the `serde-config` feature, `config` loads providers' and
 //! operations' policies from TOML, YAML or JSON files and reloads them at
-//! run time.
+//! run time; with the `webhook` feature, `webhook` verifies and
+//! deduplicates inbound webhooks.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -172,6 +173,8 @@ mod rng;
 mod sync;
 pub mod telemetry;
 mod timeout;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 pub use breaker::BreakerState;
 pub use call::{Call, CallOutcome, Rejection};
@@ -234,4 +237,7 @@ mod book {
     #[cfg(feature = "serde-config")]
     #[doc = include_str!("../../book/src/runbook.md")]
     struct Runbook;
+    #[cfg(all(feature = "webhook", feature = "axum"))]
+    #[doc = include_str!("../../book/src/webhooks.md")]
+    struct Webhooks;
 }
