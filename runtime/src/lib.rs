@@ -149,6 +149,7 @@ pub mod bulkhead;
 mod call;
 mod class;
 mod context;
+pub mod dlq;
 mod error;
 pub mod idempotency;
 mod integrations;
@@ -182,8 +183,10 @@ pub mod __private {
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;
     pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
+    pub use crate::dlq::{DeadLetterArgs, DeadLetterOn};
     pub use crate::macro_support::{
-        begin, begin_inferred, begin_with, begin_with_inferred, key_string, IsResult,
+        begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due,
+        dead_letter_entry, key_string, send_dead_letter, DeadLetterError, IsResult,
         ResilientError, RetryAfterField, Site,
     };
     pub use crate::rate_limit::RateLimitConfig;
