@@ -323,7 +323,7 @@ mod class_name {
 #[diagnostic::on_unimplemented(
     message = "the argument type `{Self}` cannot be kept in a dead letter",
     label = "`{Self}` must implement `serde::Serialize`",
-    note = "with `dlq`, a failed call's arguments are serialized into its dead letter so it can be replayed later; derive `serde::Serialize` for `{Self}`, or remove `dlq`"
+    note = "with `dlq`, a failed call's arguments are serialized into its dead letter so it can be replayed later; derive `serde::Serialize` for the argument's type, or remove `dlq`"
 )]
 pub trait DeadLetterArgument: Serialize {}
 
