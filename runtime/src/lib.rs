@@ -139,7 +139,8 @@
 //!
 //! One module per policy, each documenting what it guarantees:
 //! [`retry`], [`budget`], [`breaker`], [`bulkhead`], [`rate_limit`],
-//! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
+//! [`timeout`](crate::Call) (inside the call driver), [`idempotency`],
+//! [`dlq`] (dead letters and replay), and the [`Registry`].
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -215,6 +216,8 @@ mod book {
     struct Policies;
     #[doc = include_str!("../../book/src/idempotency.md")]
     struct Idempotency;
+    #[doc = include_str!("../../book/src/dead-letters.md")]
+    struct DeadLetters;
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;
