@@ -83,7 +83,10 @@ async fn exercise(sink: &impl DeadLetterSink) {
 
     assert!(sink.remove(&a.id).await.unwrap());
     assert!(!sink.remove(&a.id).await.unwrap());
-    assert!(!sink.update(&a).await.unwrap(), "an update never resurrects");
+    assert!(
+        !sink.update(&a).await.unwrap(),
+        "an update never resurrects"
+    );
     assert_eq!(sink.get(&a.id).await.unwrap(), None);
     assert_eq!(sink.list(Selection::All).await.unwrap().len(), 2);
 }
@@ -98,7 +101,10 @@ async fn memory_sink_is_bounded() {
     let sink = MemorySink::new().with_capacity(1);
     sink.push(&entry(1)).await.unwrap();
     let full = sink.push(&entry(2)).await.unwrap_err();
-    assert!(matches!(full, SinkError::Full { capacity: 1, .. }), "{full}");
+    assert!(
+        matches!(full, SinkError::Full { capacity: 1, .. }),
+        "{full}"
+    );
     assert!(full.to_string().contains("replay or purge"), "{full}");
 }
 
@@ -264,12 +270,17 @@ async fn replay_removes_entries_that_succeed() {
     let seen = std::sync::Mutex::new(Vec::new());
     let report = Replayer::new(&sink)
         .replay(|e| {
-            seen.lock().unwrap().push(e.arguments["order"]["id"].as_u64().unwrap());
+            seen.lock()
+                .unwrap()
+                .push(e.arguments["order"]["id"].as_u64().unwrap());
             async { Ok::<(), PayError>(()) }
         })
         .await
         .unwrap();
-    assert_eq!((report.attempted, report.succeeded, report.failed), (3, 3, 0));
+    assert_eq!(
+        (report.attempted, report.succeeded, report.failed),
+        (3, 3, 0)
+    );
     assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3], "oldest first");
     assert!(sink.is_empty());
 }
@@ -334,8 +345,14 @@ async fn poison_is_parked_then_can_be_unparked() {
     assert!(sink.list(Selection::Pending).await.unwrap().is_empty());
 
     assert!(replayer.unpark(&poison.id).await.unwrap());
-    assert!(!replayer.unpark(&poison.id).await.unwrap(), "not parked anymore");
-    let report = replayer.replay(|_| async { Ok::<(), PayError>(()) }).await.unwrap();
+    assert!(
+        !replayer.unpark(&poison.id).await.unwrap(),
+        "not parked anymore"
+    );
+    let report = replayer
+        .replay(|_| async { Ok::<(), PayError>(()) })
+        .await
+        .unwrap();
     assert_eq!(report.succeeded, 1);
     assert!(sink.is_empty());
     assert_eq!(DEFAULT_MAX_REPLAYS, 5);
@@ -357,7 +374,10 @@ async fn charge(order: &Order, note: String, declined: bool) -> Result<u64, PayE
 
 #[tokio::test(start_paused = true)]
 async fn the_macro_records_a_failed_call_with_its_arguments() {
-    let order = Order { id: 42, cents: 1999 };
+    let order = Order {
+        id: 42,
+        cents: 1999,
+    };
     let before = SystemTime::now() - Duration::from_secs(1);
     assert_eq!(charge(&order, "ok".into(), false).await.unwrap(), 42);
     assert!(
@@ -449,7 +469,10 @@ async fn exhausted_retries_are_recorded_with_times_and_the_key() {
     let e = &entries[0];
     assert_eq!((e.reason.as_str(), e.attempts), ("attempts_exhausted", 3));
     assert_eq!(e.class, ErrorClass::Transient);
-    let span = e.last_attempt_at.duration_since(e.first_attempt_at).unwrap();
+    let span = e
+        .last_attempt_at
+        .duration_since(e.first_attempt_at)
+        .unwrap();
     assert_eq!(span, Duration::from_millis(200), "two backoffs of 100 ms");
     let key = e.idempotency_key.as_ref().expect("the call's key");
     assert_eq!(key.expose(), "charge-7", "stored in clear for the replay");
@@ -501,7 +524,10 @@ async fn a_sink_failure_is_logged_in_full_and_the_call_keeps_its_error() {
     assert!(logs.contains("ERROR"), "{logs}");
     assert!(logs.contains("could not store a dead letter"), "{logs}");
     assert!(logs.contains("dlq-macro-sink-failure"), "{logs}");
-    assert!(logs.contains("\\\"user\\\":99") || logs.contains("\"user\":99"), "{logs}");
+    assert!(
+        logs.contains("\\\"user\\\":99") || logs.contains("\"user\":99"),
+        "{logs}"
+    );
     assert!(!logs.contains("secret-key-77"), "the key is hashed: {logs}");
     assert!(
         logs.contains(&buttress::idempotency::key_hash("secret-key-77")),

@@ -47,7 +47,13 @@ async fn exercise(sink: &impl DeadLetterSink) {
     assert_eq!(sink.get(&b.id).await.unwrap().as_ref(), Some(&b));
     assert_eq!(sink.get("no-such-id").await.unwrap(), None);
     assert_eq!(
-        sink.get(&a.id).await.unwrap().unwrap().idempotency_key.unwrap().expose(),
+        sink.get(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .idempotency_key
+            .unwrap()
+            .expose(),
         "mail-1",
         "the key is stored for the replay"
     );
@@ -86,11 +92,17 @@ async fn exercise(sink: &impl DeadLetterSink) {
     assert!(replayer.unpark(&poison_id).await.unwrap());
     let pending = sink.list(Selection::Pending).await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!((pending[0].id.as_str(), pending[0].replays), (poison_id.as_str(), 0));
+    assert_eq!(
+        (pending[0].id.as_str(), pending[0].replays),
+        (poison_id.as_str(), 0)
+    );
 
     assert!(sink.remove(&b.id).await.unwrap());
     assert!(!sink.remove(&b.id).await.unwrap());
-    assert!(!sink.update(&b).await.unwrap(), "an update never resurrects");
+    assert!(
+        !sink.update(&b).await.unwrap(),
+        "an update never resurrects"
+    );
     assert_eq!(sink.list(Selection::All).await.unwrap().len(), 1);
     assert_eq!(entry(0).class, ErrorClass::Transient);
 }
@@ -142,7 +154,10 @@ async fn postgres_sink() {
         push.await.unwrap().unwrap();
     }
     let rows = admin
-        .query(&format!("SELECT count(*) FROM \"{table}\" WHERE id = $1"), &[&dup.id])
+        .query(
+            &format!("SELECT count(*) FROM \"{table}\" WHERE id = $1"),
+            &[&dup.id],
+        )
         .await
         .unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 1);
@@ -180,7 +195,10 @@ async fn redis_sink() {
         return;
     };
     let prefix = format!("buttress:dlq-test:{}:", std::process::id());
-    let sink = RedisSink::connect(&url).await.unwrap().with_prefix(prefix.clone());
+    let sink = RedisSink::connect(&url)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
     exercise(&sink).await;
 
     // The stream carries the dead letters for other consumers.

@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use buttress::dlq::{rfc3339, DeadLetter, DeadLetterSink, FileSink, PostgresSink, Selection, SinkError};
+use buttress::dlq::{
+    rfc3339, DeadLetter, DeadLetterSink, FileSink, PostgresSink, Selection, SinkError,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// The command line.

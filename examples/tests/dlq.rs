@@ -47,17 +47,26 @@ async fn list_show_export_count_and_purge() {
     let (ok, out, _) = dlq(&path, &["list"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 4, "{out}");
-    assert!(out.contains(&entries[0].id) && out.contains("sms/send"), "{out}");
+    assert!(
+        out.contains(&entries[0].id) && out.contains("sms/send"),
+        "{out}"
+    );
     assert!(out.ends_with("3 entries\n"), "{out}");
     let (_, out, _) = dlq(&path, &["list", "--parked"]);
-    assert!(out.contains(&entries[2].id) && out.contains("parked"), "{out}");
+    assert!(
+        out.contains(&entries[2].id) && out.contains("parked"),
+        "{out}"
+    );
     assert!(out.ends_with("1 entry\n"), "{out}");
 
     let (ok, out, _) = dlq(&path, &["show", &entries[1].id]);
     assert!(ok);
     assert!(out.contains("\"n\": 1"), "{out}");
     assert!(!out.contains("secret-1"), "keys are hashed: {out}");
-    assert!(out.contains(&entries[1].idempotency_key.as_ref().unwrap().hash()), "{out}");
+    assert!(
+        out.contains(&entries[1].idempotency_key.as_ref().unwrap().hash()),
+        "{out}"
+    );
     let (ok, _, err) = dlq(&path, &["show", "nope"]);
     assert!(!ok);
     assert!(err.contains("no dead letter with id nope"), "{err}");
@@ -73,8 +82,14 @@ async fn list_show_export_count_and_purge() {
 
     let (ok, out, _) = dlq(&path, &["replay-count"]);
     assert!(ok);
-    assert!(out.contains("replays=5  parked  last error: still refused"), "{out}");
-    assert!(out.ends_with("3 entries: 2 pending, 1 parked, 5 failed replay(s)\n"), "{out}");
+    assert!(
+        out.contains("replays=5  parked  last error: still refused"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("3 entries: 2 pending, 1 parked, 5 failed replay(s)\n"),
+        "{out}"
+    );
 
     let (ok, _, err) = dlq(&path, &["purge"]);
     assert!(!ok);
@@ -87,7 +102,10 @@ async fn list_show_export_count_and_purge() {
     assert_eq!(out, "purged 1 entry\n");
 
     let left = FileSink::open(&path).await.unwrap();
-    assert_eq!(left.list(Selection::All).await.unwrap(), vec![entries[1].clone()]);
+    assert_eq!(
+        left.list(Selection::All).await.unwrap(),
+        vec![entries[1].clone()]
+    );
     assert_eq!(
         std::fs::read_to_string(&path).unwrap().lines().count(),
         1,
@@ -104,7 +122,10 @@ fn it_needs_exactly_one_store() {
         .unwrap();
     assert!(!output.status.success());
     let err = String::from_utf8(output.stderr).unwrap();
-    assert!(err.contains("--file") && err.contains("--postgres"), "{err}");
+    assert!(
+        err.contains("--file") && err.contains("--postgres"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +142,12 @@ async fn it_reads_postgres_too() {
         return;
     };
     let failure = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-    let entry = DeadLetter::new("maps", "geocode", serde_json::json!({ "q": "Paris" }), &failure);
+    let entry = DeadLetter::new(
+        "maps",
+        "geocode",
+        serde_json::json!({ "q": "Paris" }),
+        &failure,
+    );
     sink.push(&entry).await.unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_dlq"))
@@ -131,7 +157,11 @@ async fn it_reads_postgres_too() {
             .unwrap()
     };
     let listed = run(&["list"]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&entry.id));
     let purged = run(&["purge", "--all"]);
     assert_eq!(String::from_utf8_lossy(&purged.stdout), "purged 1 entry\n");

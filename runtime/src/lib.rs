@@ -183,12 +183,12 @@ pub mod __private {
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;
-    pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
     pub use crate::dlq::{DeadLetterArgs, DeadLetterOn};
+    pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
     pub use crate::macro_support::{
-        begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due,
-        dead_letter_entry, key_string, send_dead_letter, DeadLetterError, IsResult,
-        ResilientError, RetryAfterField, Site,
+        begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due, dead_letter_entry,
+        key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
+        Site,
     };
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};

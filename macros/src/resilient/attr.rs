@@ -221,24 +221,48 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             attr.inline_keys.push(ident.clone());
         }
         match key.as_str() {
-            "provider" => attr.provider = lit_str(value(&meta, errors), errors, "provider", "a provider name such as `provider = \"stripe\"`"),
+            "provider" => {
+                attr.provider = lit_str(
+                    value(&meta, errors),
+                    errors,
+                    "provider",
+                    "a provider name such as `provider = \"stripe\"`",
+                )
+            }
             "timeout" => attr.timeout = dur(value(&meta, errors), errors, "timeout"),
             "deadline" => attr.deadline = dur(value(&meta, errors), errors, "deadline"),
             "retry" => attr.retry = switch(&meta, errors, "retry", RETRY_KEYS, parse_retry),
-            "breaker" => attr.breaker = switch(&meta, errors, "breaker", BREAKER_KEYS, parse_breaker),
+            "breaker" => {
+                attr.breaker = switch(&meta, errors, "breaker", BREAKER_KEYS, parse_breaker)
+            }
             "bulkhead" => {
-                attr.bulkhead = list(&meta, errors, "bulkhead", "bulkhead(max_concurrent = 32, max_wait = \"50ms\")")
-                    .map(|items| parse_bulkhead(items, errors));
+                attr.bulkhead = list(
+                    &meta,
+                    errors,
+                    "bulkhead",
+                    "bulkhead(max_concurrent = 32, max_wait = \"50ms\")",
+                )
+                .map(|items| parse_bulkhead(items, errors));
             }
             "rate_limit" => {
-                attr.rate_limit = list(&meta, errors, "rate_limit", "rate_limit(per_second = 100, burst = 20)")
-                    .map(|items| parse_rate_limit(items, errors));
+                attr.rate_limit = list(
+                    &meta,
+                    errors,
+                    "rate_limit",
+                    "rate_limit(per_second = 100, burst = 20)",
+                )
+                .map(|items| parse_rate_limit(items, errors));
             }
             "idempotent" => {
                 attr.idempotent = match &meta {
                     Meta::Path(_) => Some(IdempotentArg::default()),
-                    _ => list(&meta, errors, "idempotent", "`idempotent` alone, or idempotent(key = format!(\"order-{}\", id))")
-                        .map(|items| parse_idempotent(items, errors)),
+                    _ => list(
+                        &meta,
+                        errors,
+                        "idempotent",
+                        "`idempotent` alone, or idempotent(key = format!(\"order-{}\", id))",
+                    )
+                    .map(|items| parse_idempotent(items, errors)),
                 };
             }
             "fallback" => {
@@ -252,7 +276,9 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             }
             "policy" => {
                 attr.policy = value(&meta, errors).map(|v| match v {
-                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => PolicyArg::Named(s.clone()),
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => PolicyArg::Named(s.clone()),
                     other => PolicyArg::Expr(other.clone()),
                 });
             }

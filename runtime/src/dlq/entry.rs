@@ -281,7 +281,10 @@ mod unix_millis {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let ms = time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 

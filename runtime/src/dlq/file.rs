@@ -108,7 +108,10 @@ impl std::fmt::Debug for FileSink {
     }
 }
 
-fn io_error<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SinkError + 'p {
+fn io_error<'p>(
+    path: &'p Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> SinkError + 'p {
     move |source| SinkError::Io {
         path: path.to_owned(),
         action,

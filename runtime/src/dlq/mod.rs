@@ -251,7 +251,10 @@ forward_sink!(&S, Arc<S>);
 ///
 /// # Errors
 /// The sink's error.
-pub async fn send<S: DeadLetterSink + ?Sized>(sink: &S, entry: DeadLetter) -> Result<(), SinkError> {
+pub async fn send<S: DeadLetterSink + ?Sized>(
+    sink: &S,
+    entry: DeadLetter,
+) -> Result<(), SinkError> {
     match sink.push(&entry).await {
         Ok(()) => {
             tracing::debug!(

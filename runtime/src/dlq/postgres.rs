@@ -37,7 +37,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -93,9 +95,7 @@ impl Sql {
                 "SELECT id, entry FROM {t} WHERE ($1::boolean IS NULL OR parked = $1) ORDER BY seq"
             ),
             get: format!("SELECT id, entry FROM {t} WHERE id = $1"),
-            update: format!(
-                "UPDATE {t} SET parked = $2, replays = $3, entry = $4 WHERE id = $1"
-            ),
+            update: format!("UPDATE {t} SET parked = $2, replays = $3, entry = $4 WHERE id = $1"),
             remove: format!("DELETE FROM {t} WHERE id = $1"),
         }
     }
@@ -207,7 +207,9 @@ impl PostgresSink {
             .max_size(DEFAULT_MAX_CONNECTIONS)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| SinkError::unavailable(format!("could not build the PostgreSQL pool: {e}")))?;
+            .map_err(|e| {
+                SinkError::unavailable(format!("could not build the PostgreSQL pool: {e}"))
+            })?;
         Ok(Self {
             pool,
             sql: Arc::new(Sql::new(DEFAULT_TABLE)),
@@ -560,4 +562,3 @@ fn password_in(url: &str) -> Option<&str> {
         .unwrap_or_else(|| value.split_whitespace().next().unwrap_or(""));
     Some(value)
 }
-

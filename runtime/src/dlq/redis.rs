@@ -237,12 +237,20 @@ impl RedisSink {
 
 impl DeadLetterSink for RedisSink {
     async fn push(&self, entry: &DeadLetter) -> Result<(), SinkError> {
-        let json = serde_json::to_string(entry)
-            .map_err(|e| SinkError::corrupt(format!("entry {} cannot be serialized: {e}", entry.id)))?;
+        let json = serde_json::to_string(entry).map_err(|e| {
+            SinkError::corrupt(format!("entry {} cannot be serialized: {e}", entry.id))
+        })?;
         let [stream, entries, index] = self.keys();
         let mut invocation = PUSH.prepare_invoke();
-        invocation.key(stream).key(entries).key(index).arg(&entry.id).arg(json);
-        self.run::<i64>("store a dead letter", invocation).await.map(drop)
+        invocation
+            .key(stream)
+            .key(entries)
+            .key(index)
+            .arg(&entry.id)
+            .arg(json);
+        self.run::<i64>("store a dead letter", invocation)
+            .await
+            .map(drop)
     }
 
     async fn list(&self, selection: Selection) -> Result<Vec<DeadLetter>, SinkError> {
@@ -286,8 +294,9 @@ impl DeadLetterSink for RedisSink {
     }
 
     async fn update(&self, entry: &DeadLetter) -> Result<bool, SinkError> {
-        let json = serde_json::to_string(entry)
-            .map_err(|e| SinkError::corrupt(format!("entry {} cannot be serialized: {e}", entry.id)))?;
+        let json = serde_json::to_string(entry).map_err(|e| {
+            SinkError::corrupt(format!("entry {} cannot be serialized: {e}", entry.id))
+        })?;
         let [_, entries, _] = self.keys();
         let mut invocation = UPDATE.prepare_invoke();
         invocation.key(entries).arg(&entry.id).arg(json);
@@ -301,7 +310,6 @@ impl DeadLetterSink for RedisSink {
         Ok(self.run::<i64>("remove a dead letter", invocation).await? == 1)
     }
 }
-
 
 /// `url` without its password (and without a query string, which may carry
 /// one), for messages.
