@@ -40,7 +40,7 @@ use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Record {
-    Put(DeadLetter),
+    Put(Box<DeadLetter>),
     Remove(String),
 }
 
@@ -225,7 +225,7 @@ impl FileSink {
                         next_seq += 1;
                         next_seq
                     });
-                    entries.insert(seq, entry);
+                    entries.insert(seq, *entry);
                 }
                 Record::Remove(id) => {
                     if let Some(seq) = order.remove(&id) {
@@ -278,7 +278,7 @@ impl FileSink {
             let tmp = PathBuf::from(tmp_name);
             let mut text = Vec::new();
             for entry in state.entries.values() {
-                line(&mut text, &Record::Put(entry.clone()));
+                line(&mut text, &Record::Put(Box::new(entry.clone())));
             }
             let mut out = File::create(&tmp).map_err(io_error(&tmp, "create"))?;
             out.write_all(&text)
@@ -364,7 +364,7 @@ impl DeadLetterSink for FileSink {
         let stored = entry.clone();
         self.append(
             move |state| !state.order.contains_key(&id),
-            Record::Put(entry.clone()),
+            Record::Put(Box::new(entry.clone())),
             move |state| {
                 state.next_seq += 1;
                 let seq = state.next_seq;
@@ -395,7 +395,7 @@ impl DeadLetterSink for FileSink {
         let stored = entry.clone();
         self.append(
             move |state| state.order.contains_key(&id),
-            Record::Put(entry.clone()),
+            Record::Put(Box::new(entry.clone())),
             move |state| {
                 if let Some(seq) = state.order.get(&stored.id).copied() {
                     state.entries.insert(seq, stored);
