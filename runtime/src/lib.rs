@@ -171,6 +171,7 @@ pub use breaker::BreakerState;
 pub use call::{Call, CallOutcome, Rejection};
 pub use class::{classify_io_kind, Classify, ErrorClass};
 pub use context::{attempt, correlation_id, idempotency_key, remaining, with_correlation_id};
+pub use dlq::DeadLetterSink;
 pub use error::{ConfigError, Error};
 pub use idempotency::IdempotencyStore;
 pub use policy::{Policy, PolicyBuilder, PolicyConfig};

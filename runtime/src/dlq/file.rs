@@ -9,7 +9,9 @@
 //!   open, such a torn line is detected, reported ([`FileSink::torn`] and a
 //!   `tracing` warning naming the line) and skipped: its bytes are appended
 //!   to `<file>.torn` (never silently dropped) before the main file is cut
-//!   back to its last complete line, so it stays valid JSON lines. A failed
+//!   back to its last complete line, so it stays valid JSON lines. A last
+//!   line that is a whole record missing only its newline is kept (the
+//!   newline is added). A failed
 //!   append (disk full) is cut back the same way at once.
 //! - **Readable by people and tools.** Each line is `{"put":{…entry…}}`
 //!   (a new or updated entry; the latest line for an id wins) or
@@ -175,6 +177,15 @@ impl FileSink {
             line_no += 1;
             let rest = &bytes[offset..];
             let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                if serde_json::from_slice::<Record>(rest).is_ok() {
+                    // A whole record cut short only of its newline: keep it.
+                    file.write_all(b"\n")
+                        .and_then(|()| file.sync_data())
+                        .map_err(io_error(path, "end the last line of"))?;
+                    bytes.push(b'\n');
+                    line_no -= 1;
+                    continue;
+                }
                 // The last line, without its newline: a write cut short.
                 let saved_to = torn_path(path);
                 tracing::warn!(
