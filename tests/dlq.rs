@@ -19,6 +19,7 @@ use buttress::dlq::{
 use buttress::{resilient, Classify, ErrorClass, Registry};
 use common::Captured;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
 
 #[derive(Debug, thiserror::Error, Classify)]
 enum PayError {
@@ -218,6 +219,7 @@ fn child_writer() {
                 let mut e = entry(n);
                 e.arguments = serde_json::json!({ "n": n, "blob": "x".repeat(64 * 1024) });
                 sink.push(&e).await.unwrap();
+                println!("pushed {n}");
             }
         });
 }
@@ -228,24 +230,23 @@ async fn file_sink_survives_sigkill_mid_write() {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["child_writer", "--exact", "--ignored", "--nocapture"])
         .env("BUTTRESS_DLQ_CHILD", &path)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Let it write a good number of entries, then kill it mid-stream.
-    let started = std::time::Instant::now();
-    loop {
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if len > 40 * 64 * 1024 {
-            break;
+    // Let it write a good number of entries (it reports each one), then
+    // kill it while it goes on writing.
+    let mut progress = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let reported = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = progress.next_line().await.unwrap() {
+            if line == "pushed 40" {
+                return true;
+            }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the writer made no progress"
-        );
-        tokio::task::yield_now().await;
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        false
+    })
+    .await;
+    assert_eq!(reported, Ok(true), "the writer made no progress");
     child.kill().await.unwrap(); // SIGKILL
     child.wait().await.unwrap();
 
