@@ -101,7 +101,8 @@ pub struct DeadLetter {
     /// `not_retryable`, `attempts_exhausted`, `budget_exhausted`,
     /// `deadline_exceeded`, `rejected`), or `manual` for entries built by hand.
     pub reason: String,
-    /// Attempts made (0 when the call was rejected before its first one).
+    /// Attempts started, including one refused locally (breaker, rate
+    /// limit, bulkhead) before it reached the provider.
     pub attempts: u32,
     /// When the first attempt started (wall clock; unix milliseconds in JSON).
     #[serde(with = "unix_millis")]
