@@ -271,6 +271,9 @@ async fn file_sink_survives_sigkill_mid_write() {
     } else {
         assert!(reopened.torn().is_empty());
     }
+    drop(reopened);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(format!("{}.torn", path.display()));
 }
 
 // ------------------------------------------------------------ replay
