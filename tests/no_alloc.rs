@@ -93,6 +93,18 @@ async fn macro_full(yields: bool) -> Result<u64, Error> {
     Ok(std::hint::black_box(1))
 }
 
+static DEAD_LETTERS: std::sync::LazyLock<buttress::dlq::MemorySink> =
+    std::sync::LazyLock::new(buttress::dlq::MemorySink::new);
+
+/// With `dlq`: nothing is serialized (or the sink touched) unless the call failed.
+#[buttress::resilient(provider = "no-alloc-macro-dlq", dlq = &*DEAD_LETTERS)]
+async fn macro_dlq(note: &str, yields: bool) -> Result<u64, Error> {
+    if yields {
+        tokio::task::yield_now().await;
+    }
+    Ok(std::hint::black_box(note.len() as u64))
+}
+
 fn measure(name: &'static str, policy: &Policy, yields: bool) -> Case {
     measure_with(name, || async move {
         if yields {
@@ -185,6 +197,8 @@ rate_limit = { per_second = 1000000000, burst = 1000000 }
                 macro_full(false)
             })
         },
+        measure_with("#[resilient(dlq)] ready body", || macro_dlq("x", false)),
+        measure_with("#[resilient(dlq)] yielding body", || macro_dlq("x", true)),
     ];
     let mut failed = 0;
     for case in &cases {

@@ -219,6 +219,18 @@ where
         &mut self.ctx
     }
 
+    /// The provider's name.
+    #[must_use]
+    pub fn provider(&self) -> &str {
+        self.policy.provider.name()
+    }
+
+    /// The operation's name (the function's name under `#[resilient]`).
+    #[must_use]
+    pub fn operation(&self) -> &str {
+        &self.policy.config.operation
+    }
+
     /// Attempts started so far.
     #[must_use]
     pub fn attempts(&self) -> u32 {

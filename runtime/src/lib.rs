@@ -140,7 +140,8 @@
 //!
 //! One module per policy, each documenting what it guarantees:
 //! [`retry`], [`budget`], [`breaker`], [`bulkhead`], [`rate_limit`],
-//! [`timeout`](crate::Call) (inside the call driver), and the [`Registry`].
+//! [`timeout`](crate::Call) (inside the call driver), [`idempotency`],
+//! [`dlq`] (dead letters and replay), and the [`Registry`].
 //! With the `serde-config` feature, `config` loads providers' and
 //! operations' policies from TOML, YAML or JSON files and reloads them at
 //! run time; with the `webhook` feature, `webhook` verifies and
@@ -156,6 +157,7 @@ mod class;
 #[cfg(feature = "serde-config")]
 pub mod config;
 mod context;
+pub mod dlq;
 mod error;
 pub mod events;
 pub mod idempotency;
@@ -182,6 +184,7 @@ pub use class::{classify_io_kind, Classify, ErrorClass};
 #[cfg(feature = "serde-config")]
 pub use config::ConfigErrors;
 pub use context::{attempt, correlation_id, idempotency_key, remaining, with_correlation_id};
+pub use dlq::DeadLetterSink;
 pub use error::{ConfigError, Error};
 pub use idempotency::IdempotencyStore;
 pub use policy::{Policy, PolicyBuilder, PolicyConfig};
@@ -194,10 +197,12 @@ pub mod __private {
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;
+    pub use crate::dlq::{DeadLetterArgs, DeadLetterOn};
     pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
     pub use crate::macro_support::{
-        begin, begin_inferred, begin_with, begin_with_inferred, key_string, IsResult,
-        ResilientError, RetryAfterField, Site,
+        begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due, dead_letter_entry,
+        key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
+        Site,
     };
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
@@ -225,6 +230,8 @@ mod book {
     struct Policies;
     #[doc = include_str!("../../book/src/idempotency.md")]
     struct Idempotency;
+    #[doc = include_str!("../../book/src/dead-letters.md")]
+    struct DeadLetters;
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;

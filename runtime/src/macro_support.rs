@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::call::Call;
 use crate::class::Classify;
+use crate::dlq::{DeadLetter, DeadLetterArgs, DeadLetterOn, DeadLetterSink};
 use crate::error::{ConfigError, Error};
 use crate::policy::{Policy, PolicyConfig};
 use crate::registry::Registry;
@@ -257,4 +258,37 @@ where
 /// An idempotency key from any `Display` value.
 pub fn key_string<K: std::fmt::Display + ?Sized>(key: &K) -> std::sync::Arc<str> {
     std::sync::Arc::from(key.to_string())
+}
+
+/// The error type of a `#[resilient(dlq = …)]` function: also `Display`,
+/// since a dead letter keeps the error's text.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be recorded in a dead letter",
+    label = "`{Self}` must implement `std::fmt::Display`",
+    note = "with `dlq`, a dead letter keeps the error's text and class; implement `Display` for `{Self}` (for example with `thiserror`'s `#[error(\"…\")]`)"
+)]
+pub trait DeadLetterError: ResilientError + std::fmt::Display {}
+
+impl<E: ResilientError + std::fmt::Display> DeadLetterError for E {}
+
+/// Whether the finished `call` is a failure that `on` sends to the sink.
+#[inline]
+pub fn dead_letter_due<T, E: ResilientError>(call: &Call<'_, T, E>, on: DeadLetterOn) -> bool {
+    call.outcome().is_some_and(|outcome| on.covers(outcome))
+}
+
+/// The dead letter for the finished `call` (only built after a failure).
+#[cold]
+pub fn dead_letter_entry<T, E: DeadLetterError>(
+    call: &Call<'_, T, E>,
+    error: &E,
+    arguments: DeadLetterArgs,
+) -> DeadLetter {
+    DeadLetter::from_call(call, error, arguments.into_value())
+}
+
+/// Send `entry` to `sink`; a failure is logged in full at `ERROR` by
+/// [`crate::dlq::send`], and the call returns its own error regardless.
+pub async fn send_dead_letter<S: DeadLetterSink + ?Sized>(sink: &S, entry: DeadLetter) {
+    let _ = crate::dlq::send(sink, entry).await;
 }

@@ -50,6 +50,8 @@ const IDEMPOTENT_KEYS: &[&str] = &[
     "on_store_error",
 ];
 const ON_STORE_ERROR: &[&str] = &["fail_closed", "proceed"];
+const DLQ_KEYS: &[&str] = &["sink", "on"];
+const DLQ_ON: &[&str] = &["permanent", "exhausted", "any"];
 
 /// A duration literal and its value.
 #[derive(Clone)]
@@ -137,6 +139,22 @@ pub(crate) struct IdempotentArg {
     pub(crate) proceed_on_store_error: Option<(syn::Ident, bool)>,
 }
 
+/// Which failures go to the dead-letter sink.
+#[derive(Clone, Copy)]
+pub(crate) enum DlqOn {
+    Permanent,
+    Exhausted,
+    Any,
+}
+
+/// `dlq = EXPR` or `dlq(sink = EXPR, on = …)`.
+pub(crate) struct DlqArg {
+    /// The span of the `dlq` key, for "needs a sink".
+    pub(crate) span: Span,
+    pub(crate) sink: Option<Expr>,
+    pub(crate) on: Option<DlqOn>,
+}
+
 pub(crate) enum PolicyArg {
     Named(LitStr),
     Expr(Expr),
@@ -154,8 +172,9 @@ pub(crate) struct Attr {
     pub(crate) rate_limit: Option<RateLimitArg>,
     pub(crate) idempotent: Option<IdempotentArg>,
     pub(crate) fallback: Option<Expr>,
+    pub(crate) dlq: Option<DlqArg>,
     pub(crate) policy: Option<PolicyArg>,
-    /// Every inline setting given (not `provider`, `fallback`, `policy`),
+    /// Every inline setting given (not `provider`, `fallback`, `dlq`, `policy`),
     /// for the `policy = EXPR` conflict check.
     pub(crate) inline_keys: Vec<syn::Ident>,
 }
@@ -196,30 +215,54 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             continue;
         }
         seen.push(ident.clone());
-        if !matches!(key.as_str(), "provider" | "fallback" | "policy")
+        if !matches!(key.as_str(), "provider" | "fallback" | "dlq" | "policy")
             && KEYS.contains(&key.as_str())
         {
             attr.inline_keys.push(ident.clone());
         }
         match key.as_str() {
-            "provider" => attr.provider = lit_str(value(&meta, errors), errors, "provider", "a provider name such as `provider = \"stripe\"`"),
+            "provider" => {
+                attr.provider = lit_str(
+                    value(&meta, errors),
+                    errors,
+                    "provider",
+                    "a provider name such as `provider = \"stripe\"`",
+                )
+            }
             "timeout" => attr.timeout = dur(value(&meta, errors), errors, "timeout"),
             "deadline" => attr.deadline = dur(value(&meta, errors), errors, "deadline"),
             "retry" => attr.retry = switch(&meta, errors, "retry", RETRY_KEYS, parse_retry),
-            "breaker" => attr.breaker = switch(&meta, errors, "breaker", BREAKER_KEYS, parse_breaker),
+            "breaker" => {
+                attr.breaker = switch(&meta, errors, "breaker", BREAKER_KEYS, parse_breaker)
+            }
             "bulkhead" => {
-                attr.bulkhead = list(&meta, errors, "bulkhead", "bulkhead(max_concurrent = 32, max_wait = \"50ms\")")
-                    .map(|items| parse_bulkhead(items, errors));
+                attr.bulkhead = list(
+                    &meta,
+                    errors,
+                    "bulkhead",
+                    "bulkhead(max_concurrent = 32, max_wait = \"50ms\")",
+                )
+                .map(|items| parse_bulkhead(items, errors));
             }
             "rate_limit" => {
-                attr.rate_limit = list(&meta, errors, "rate_limit", "rate_limit(per_second = 100, burst = 20)")
-                    .map(|items| parse_rate_limit(items, errors));
+                attr.rate_limit = list(
+                    &meta,
+                    errors,
+                    "rate_limit",
+                    "rate_limit(per_second = 100, burst = 20)",
+                )
+                .map(|items| parse_rate_limit(items, errors));
             }
             "idempotent" => {
                 attr.idempotent = match &meta {
                     Meta::Path(_) => Some(IdempotentArg::default()),
-                    _ => list(&meta, errors, "idempotent", "`idempotent` alone, or idempotent(key = format!(\"order-{}\", id))")
-                        .map(|items| parse_idempotent(items, errors)),
+                    _ => list(
+                        &meta,
+                        errors,
+                        "idempotent",
+                        "`idempotent` alone, or idempotent(key = format!(\"order-{}\", id))",
+                    )
+                    .map(|items| parse_idempotent(items, errors)),
                 };
             }
             "fallback" => {
@@ -233,14 +276,13 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             }
             "policy" => {
                 attr.policy = value(&meta, errors).map(|v| match v {
-                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => PolicyArg::Named(s.clone()),
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => PolicyArg::Named(s.clone()),
                     other => PolicyArg::Expr(other.clone()),
                 });
             }
-            "dlq" => errors.on(
-                &meta,
-                "`dlq` is not supported by this version of buttress: dead-letter queues arrive with the dead-letter sinks; remove `dlq` for now and handle the returned error",
-            ),
+            "dlq" => attr.dlq = parse_dlq(&meta, errors),
             _ => errors.on(&ident, unknown("key", &key, "`#[resilient]`", KEYS)),
         }
     }
@@ -687,4 +729,45 @@ fn parse_idempotent(metas: Vec<Meta>, errors: &mut Errors) -> IdempotentArg {
         }
     }
     i
+}
+
+fn parse_dlq(meta: &Meta, errors: &mut Errors) -> Option<DlqArg> {
+    let span = meta.path().span();
+    match meta {
+        Meta::NameValue(nv) => Some(DlqArg {
+            span,
+            sink: Some(nv.value.clone()),
+            on: None,
+        }),
+        Meta::Path(_) => {
+            errors.on(meta, "`dlq` needs a sink: `dlq = SINK` or `dlq(sink = SINK, on = permanent | exhausted | any)`, where SINK is a `buttress::dlq::DeadLetterSink` such as `buttress::dlq::MemorySink::new()` kept in a field or static");
+            None
+        }
+        Meta::List(_) => {
+            let metas = list(meta, errors, "dlq", "dlq(sink = SINK, on = any)")?;
+            let mut arg = DlqArg {
+                span,
+                sink: None,
+                on: None,
+            };
+            for (name, meta) in items(&metas, errors, "`dlq(...)`", DLQ_KEYS) {
+                let v = value(meta, errors);
+                if name == "sink" {
+                    arg.sink = v.cloned();
+                    continue;
+                }
+                arg.on = v.and_then(|v| match v {
+                    Expr::Path(p) if p.path.is_ident("permanent") => Some(DlqOn::Permanent),
+                    Expr::Path(p) if p.path.is_ident("exhausted") => Some(DlqOn::Exhausted),
+                    Expr::Path(p) if p.path.is_ident("any") => Some(DlqOn::Any),
+                    other => {
+                        let found = quote::ToTokens::to_token_stream(other).to_string();
+                        errors.on(other, unknown("choice", &found, "`dlq(on = ...)`", DLQ_ON));
+                        None
+                    }
+                });
+            }
+            Some(arg)
+        }
+    }
 }

@@ -212,6 +212,14 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
         }
         positive(i.ttl.as_ref(), "ttl", errors);
     }
+    if let Some(dlq) = &attr.dlq {
+        if dlq.sink.is_none() {
+            errors.at(
+                dlq.span,
+                "`dlq(...)` needs `sink = ...`: the `buttress::dlq::DeadLetterSink` that keeps failed calls, such as `dlq(sink = &self.dead_letters, on = exhausted)`",
+            );
+        }
+    }
     if let Some(PolicyArg::Expr(_)) = &attr.policy {
         for key in &attr.inline_keys {
             errors.on(

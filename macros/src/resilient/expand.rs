@@ -6,7 +6,9 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Block, FnArg, Pat, ReturnType, Signature, Type};
 
-use super::attr::{Attr, BackoffArg, Dur, JitterArg, Num, PolicyArg, Switch, WindowArg};
+use super::attr::{
+    Attr, BackoffArg, DlqArg, DlqOn, Dur, JitterArg, Num, PolicyArg, Switch, WindowArg,
+};
 use super::errors::Errors;
 use crate::duration;
 
@@ -200,6 +202,61 @@ fn forwarded_args(sig: &Signature, errors: &mut Errors) -> Vec<TokenStream> {
     args
 }
 
+/// Wrap the attempt loop so that a failure the `dlq` key covers is built
+/// into a dead letter (arguments serialized only then) and sent to the sink.
+fn dead_letter(
+    dlq: &DlqArg,
+    sig: &Signature,
+    span: proc_macro2::Span,
+    attempt_loop: TokenStream,
+    errors: &mut Errors,
+) -> TokenStream {
+    let p = quote!(::buttress::__private);
+    let Some(sink) = &dlq.sink else {
+        return attempt_loop;
+    };
+    let on = match dlq.on.unwrap_or(DlqOn::Any) {
+        DlqOn::Permanent => quote!(#p::DeadLetterOn::Permanent),
+        DlqOn::Exhausted => quote!(#p::DeadLetterOn::Exhausted),
+        DlqOn::Any => quote!(#p::DeadLetterOn::Any),
+    };
+    let mut pushes = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(typed) = input else {
+            continue;
+        };
+        match &*typed.pat {
+            Pat::Ident(pat) if pat.subpat.is_none() => {
+                let ident = &pat.ident;
+                let name = ident.to_string();
+                let name = name.trim_start_matches("r#");
+                pushes.push(quote_spanned!(typed.ty.span()=> __buttress_args.push(#name, &#ident);));
+            }
+            other => errors.on(
+                other,
+                "with `dlq`, every argument must be a plain name (the arguments are kept in the dead letter by name); bind this pattern inside the body instead",
+            ),
+        }
+    }
+    let entry = quote_spanned!(span=> #p::dead_letter_entry(&__buttress_call, __buttress_error, __buttress_args));
+    let send = quote_spanned!(sink.span()=> #p::send_dead_letter(&(#sink), __buttress_dead_letter));
+    quote! {{
+        let __buttress_result = #attempt_loop;
+        let __buttress_dead_letter = match &__buttress_result {
+            #p::Err(__buttress_error) if #p::dead_letter_due(&__buttress_call, #on) => {
+                let mut __buttress_args = #p::DeadLetterArgs::new();
+                #(#pushes)*
+                #p::Some(#entry)
+            }
+            _ => #p::None,
+        };
+        if let #p::Some(__buttress_dead_letter) = __buttress_dead_letter {
+            #send.await;
+        }
+        __buttress_result
+    }}
+}
+
 /// The new body of the function.
 pub(crate) fn body(
     attr: &Attr,
@@ -290,6 +347,10 @@ pub(crate) fn body(
             }};
             (claim, attempt_loop)
         }
+    };
+    let attempt_loop = match &attr.dlq {
+        Some(dlq) => dead_letter(dlq, sig, span, attempt_loop, errors),
+        None => attempt_loop,
     };
     let finish = match &attr.fallback {
         Some(fallback) => {

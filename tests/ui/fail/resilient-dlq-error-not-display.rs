@@ -14,9 +14,12 @@ impl From<buttress::Error> for ApiError {
     }
 }
 
-#[resilient(dlq = sink)]
-async fn call() -> Result<u32, ApiError> {
-    Ok(1)
+static SINK: std::sync::LazyLock<buttress::dlq::MemorySink> =
+    std::sync::LazyLock::new(buttress::dlq::MemorySink::new);
+
+#[resilient(dlq = &*SINK)]
+async fn charge(cents: u64) -> Result<u64, ApiError> {
+    Ok(cents)
 }
 
 fn main() {}
