@@ -530,3 +530,46 @@ async fn a_dropped_delivery_counts_as_failed() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn failed_handlers_become_dead_letters() {
+    use buttress::dlq::{DeadLetterSink, MemorySink, Selection};
+    let sink = MemorySink::new();
+    let receiver =
+        WebhookReceiver::new(standard(), MemoryStore::new()).dead_letter_to(sink.clone());
+    let now = at(STANDARD_TS);
+    let body = br#"{"amount":7}"#;
+    let headers = signed("msg_dead", body);
+    let delivery = receiver
+        .receive_at(&headers, body.to_vec(), now)
+        .await
+        .unwrap();
+    assert!(delivery
+        .finish(Err::<(), _>("ledger unavailable".to_owned()))
+        .await
+        .is_err());
+    // The entry is stored by a spawned task.
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        entries = sink.list(Selection::All).await.unwrap();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(entry.provider, "webhook:standard");
+    assert_eq!(entry.operation, "handle");
+    assert_eq!(entry.error, "ledger unavailable");
+    assert_eq!(entry.class, buttress::ErrorClass::OutcomeUnknown);
+    assert_eq!(entry.arguments["id"], "msg_dead");
+    assert_eq!(entry.arguments["body"], r#"{"amount":7}"#);
+    assert_eq!(
+        entry
+            .idempotency_key
+            .as_ref()
+            .map(|k| k.expose().to_owned()),
+        Some("webhook:standard:msg_dead".to_owned())
+    );
+}

@@ -40,7 +40,13 @@ async fn the_endpoint_serves_buttress_metrics() {
     let _ = policy
         .run(|| {
             let fail = std::mem::take(&mut first);
-            async move { if fail { Err(Flaky) } else { Ok(()) } }
+            async move {
+                if fail {
+                    Err(Flaky)
+                } else {
+                    Ok(())
+                }
+            }
         })
         .await;
 
@@ -60,6 +66,8 @@ async fn the_endpoint_serves_buttress_metrics() {
     }
     assert!(body.contains("buttress_call_duration_seconds"), "{body}");
 
-    let refused = metrics::serve("0.0.0.0:9".parse().unwrap()).await.unwrap_err();
+    let refused = metrics::serve("0.0.0.0:9".parse().unwrap())
+        .await
+        .unwrap_err();
     assert!(refused.contains("loopback"), "{refused}");
 }

@@ -119,6 +119,45 @@ pub struct FailedEvent<'a> {
 
 type FailureHook = dyn Fn(&FailedEvent<'_>) + Send + Sync;
 
+/// A handler failure, as the dead letter's error.
+struct HandlerFailed<'a>(&'a str);
+
+impl fmt::Display for HandlerFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl crate::Classify for HandlerFailed<'_> {
+    fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::OutcomeUnknown
+    }
+}
+
+/// The dead letter for a failed webhook event.
+fn failed_event_entry(failed: &FailedEvent<'_>) -> crate::dlq::DeadLetter {
+    let body = match std::str::from_utf8(failed.body) {
+        Ok(text) => serde_json::json!({ "id": failed.id, "body": text }),
+        Err(_) => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(failed.body);
+            serde_json::json!({ "id": failed.id, "body_base64": encoded })
+        }
+    };
+    let mut entry = crate::dlq::DeadLetter::new(
+        format!("webhook:{}", failed.scheme),
+        "handle",
+        body,
+        &HandlerFailed(failed.error),
+    );
+    entry.reason = "webhook_handler_failed".to_owned();
+    entry.idempotency_key = Some(crate::dlq::IdempotencyKey::new(format!(
+        "webhook:{}:{}",
+        failed.scheme, failed.id
+    )));
+    entry
+}
+
 /// Why a delivery is not handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -201,6 +240,42 @@ impl WebhookReceiver {
     pub fn on_failure(mut self, hook: impl Fn(&FailedEvent<'_>) + Send + Sync + 'static) -> Self {
         self.on_failure = Some(Arc::new(hook));
         self
+    }
+
+    /// Keep every event whose handler failed as a dead letter in `sink`
+    /// (replacing any [`on_failure`](Self::on_failure) hook): provider
+    /// `webhook:<scheme>`, operation `handle`, arguments `{"id", "body"}`
+    /// (the body as text, or `body_base64` when it is not UTF-8), class
+    /// `outcome_unknown` (the handler may have acted before it failed), and
+    /// the store key `webhook:<scheme>:<id>` as the idempotency key, so a
+    /// replay through the same receiver's store is deduplicated.
+    ///
+    /// The entry is stored by a task spawned on the current Tokio runtime;
+    /// when the sink fails (or there is no runtime), the whole entry is
+    /// logged at ERROR, so nothing is lost silently. The sender still gets
+    /// the failure and will redeliver: a later success leaves the dead
+    /// letter for an operator to purge, which replaying makes harmless.
+    #[must_use]
+    pub fn dead_letter_to<S>(self, sink: S) -> Self
+    where
+        S: crate::dlq::DeadLetterSink + 'static,
+    {
+        let sink = Arc::new(sink);
+        self.on_failure(move |failed| {
+            let entry = failed_event_entry(failed);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let sink = Arc::clone(&sink);
+                    runtime.spawn(async move {
+                        let _ = crate::dlq::send(&*sink, entry).await;
+                    });
+                }
+                Err(_) => tracing::error!(
+                    entry = %entry.to_redacted_json(),
+                    "webhook dead letter not stored: no Tokio runtime to store it from"
+                ),
+            }
+        })
     }
 
     /// The scheme deliveries are verified with.
