@@ -156,6 +156,8 @@ mod call;
 mod class;
 #[cfg(feature = "serde-config")]
 pub mod config;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod connection;
 mod context;
 pub mod dlq;
 mod error;

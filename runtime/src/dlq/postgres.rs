@@ -46,6 +46,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
+use crate::connection::postgres::{describe_config, error_chain, password_in};
 
 const DEFAULT_TABLE: &str = "buttress_dead_letters";
 /// So that `<table>_parked_seq_idx` fits PostgreSQL's 63-byte identifiers.
@@ -497,68 +498,4 @@ impl DeadLetterSink for PostgresSink {
             .await?;
         Ok(removed > 0)
     }
-}
-
-/// `user@host:port/dbname`, without the password.
-fn describe_config(config: &tokio_postgres::Config) -> String {
-    let user = config.get_user().unwrap_or("(default user)");
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let host = match host {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                #[cfg(unix)]
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            };
-            let port = config
-                .get_ports()
-                .get(i)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            format!("{host}:{port}")
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "localhost:5432".to_owned()
-    } else {
-        hosts.join(",")
-    };
-    let db = config.get_dbname().unwrap_or(user);
-    format!("{user}@{hosts}/{db}")
-}
-
-/// An error and its sources, as one line (tokio-postgres puts the cause,
-/// e.g. "connection refused", in the source, not in the message).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The password of a connection string, if one can be found, to keep it out
-/// of messages about the string itself.
-fn password_in(url: &str) -> Option<&str> {
-    if let Some(rest) = url.split_once("://").map(|(_, rest)| rest) {
-        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-        let userinfo = authority.rsplit_once('@')?.0;
-        return userinfo.split_once(':').map(|(_, password)| password);
-    }
-    let start = url.find("password=")? + "password=".len();
-    let value = &url[start..];
-    let value = value
-        .strip_prefix('\'')
-        .and_then(|quoted| quoted.split('\'').next())
-        .unwrap_or_else(|| value.split_whitespace().next().unwrap_or(""));
-    Some(value)
 }

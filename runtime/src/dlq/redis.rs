@@ -28,6 +28,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
+use crate::connection::redis::redact;
 
 const DEFAULT_PREFIX: &str = "buttress:dlq:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -308,26 +309,5 @@ impl DeadLetterSink for RedisSink {
         let mut invocation = REMOVE.prepare_invoke();
         invocation.key(stream).key(entries).key(index).arg(id);
         Ok(self.run::<i64>("remove a dead letter", invocation).await? == 1)
-    }
-}
-
-/// `url` without its password (and without a query string, which may carry
-/// one), for messages.
-fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.contains('@') {
-            "<unparsable Redis URL>".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => format!("{scheme}://{userinfo}@{host}{path}"),
-        },
-        None => format!("{scheme}://{authority}{path}"),
     }
 }

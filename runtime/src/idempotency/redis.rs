@@ -65,6 +65,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::{Claim, ClaimRequest, IdempotencyStore, StoreError, StoreErrorKind};
+use crate::connection::redis::redact;
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "buttress:idem:";
@@ -152,27 +153,6 @@ static RELEASE: Lua = Lua {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(MAX_MS)
-}
-
-/// `url` without its password (and without a query string, which may carry
-/// one), for messages.
-fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.contains('@') {
-            "<unparsable Redis URL>".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => format!("{scheme}://{userinfo}@{host}{path}"),
-        },
-        None => format!("{scheme}://{authority}{path}"),
-    }
 }
 
 struct Shared {

@@ -1,0 +1,93 @@
+//! Helpers shared by the PostgreSQL and Redis stores and sinks: messages
+//! about connection strings that never show a password.
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres {
+    /// `user@host:port/dbname`, without the password.
+    pub(crate) fn describe_config(config: &tokio_postgres::Config) -> String {
+        let user = config.get_user().unwrap_or("(default user)");
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let host = match host {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                let port = config
+                    .get_ports()
+                    .get(i)
+                    .or_else(|| config.get_ports().first())
+                    .copied()
+                    .unwrap_or(5432);
+                format!("{host}:{port}")
+            })
+            .collect();
+        let hosts = if hosts.is_empty() {
+            "localhost:5432".to_owned()
+        } else {
+            hosts.join(",")
+        };
+        let db = config.get_dbname().unwrap_or(user);
+        format!("{user}@{hosts}/{db}")
+    }
+
+    /// An error and its sources, as one line (tokio-postgres puts the cause,
+    /// e.g. "connection refused", in the source, not in the message).
+    pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let part = cause.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = cause.source();
+        }
+        text
+    }
+
+    /// The password of a connection string, if one can be found, to keep it out
+    /// of messages about the string itself.
+    pub(crate) fn password_in(url: &str) -> Option<&str> {
+        if let Some(rest) = url.split_once("://").map(|(_, rest)| rest) {
+            let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+            let userinfo = authority.rsplit_once('@')?.0;
+            return userinfo.split_once(':').map(|(_, password)| password);
+        }
+        let start = url.find("password=")? + "password=".len();
+        let value = &url[start..];
+        let value = value
+            .strip_prefix('\'')
+            .and_then(|quoted| quoted.split('\'').next())
+            .unwrap_or_else(|| value.split_whitespace().next().unwrap_or(""));
+        Some(value)
+    }
+}
+
+#[cfg(feature = "redis")]
+pub(crate) mod redis {
+    /// `url` without its password (and without a query string, which may carry
+    /// one), for messages.
+    pub(crate) fn redact(url: &str) -> String {
+        let url = url.split(['?', '#']).next().unwrap_or_default();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return if url.contains('@') {
+                "<unparsable Redis URL>".to_owned()
+            } else {
+                url.to_owned()
+            };
+        };
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+                None => format!("{scheme}://{userinfo}@{host}{path}"),
+            },
+            None => format!("{scheme}://{authority}{path}"),
+        }
+    }
+}
