@@ -78,9 +78,11 @@ type Resolved = Result<Policy, ConfigError>;
 ///
 /// The hot path reads the registry's generation counter (one relaxed load)
 /// and the site's current policy (one acquire load), and takes no lock. A
-/// resolution that changes the site's settings keeps the new policy for the
-/// rest of the process (calls in flight borrow it): a site holds one policy
-/// per distinct set of settings it ever used, never one per reload.
+/// resolution that changes the site's settings (or its provider's shared
+/// state object) keeps the new policy for the rest of the process, since
+/// calls in flight borrow the old one; a reload that changes neither
+/// reuses the policy in force, and returning to earlier settings reuses the
+/// earlier policy.
 #[derive(Debug)]
 pub struct Site {
     config: PolicyConfig,
