@@ -90,6 +90,10 @@ fn unknown_keys_name_the_valid_ones() {
 #[test]
 fn wrong_types_say_what_was_expected() {
     assert_eq!(
+        errors("[1, 2]", Format::Json),
+        "(top level): expected a table, got a list"
+    );
+    assert_eq!(
         toml_errors("providers = [1, 2]\n"),
         "providers: expected a table of names, got a list"
     );
@@ -194,6 +198,15 @@ fn files_are_found_by_extension_and_unreadable_ones_are_reported() {
             .starts_with(&format!("{}: cannot read the file: ", missing.display())),
         "{err}"
     );
+    // `off` unquoted reads as `false` in some YAML dialects: both switch off.
+    registry
+        .load_str(
+            "providers:\n  sms:\n    breaker: off\n    retry: false\n",
+            Format::Yaml,
+        )
+        .unwrap();
+    let sms = registry.settings_for(&PolicyConfig::named("sms", "send"), None);
+    assert_eq!((sms.breaker(), sms.retry().max_attempts()), (None, 1));
     // An empty file is an empty configuration.
     registry.load_str("", Format::Yaml).unwrap();
     registry.load_str("", Format::Toml).unwrap();

@@ -207,3 +207,33 @@ fn invalid_settings_are_typed_errors_that_say_what_to_do() {
         assert_eq!(got, want);
     }
 }
+
+#[buttress::resilient(provider = "define-lab", policy = "define-lab-op", timeout = "200ms", retry = off)]
+async fn slow_op() -> Result<(), ProviderError> {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// How long the call ran before its timeout (the clock is paused, so exact).
+async fn slow_op_timeout() -> Duration {
+    let start = tokio::time::Instant::now();
+    let err = slow_op().await.unwrap_err();
+    assert_eq!(err.reason(), Some("timeout"));
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_defined_later_reaches_call_sites_that_already_ran() {
+    assert_eq!(slow_op_timeout().await, ms(200));
+    let generation = Registry::global().generation();
+    Registry::global()
+        .define_policy(
+            "define-lab-op",
+            buttress::PolicyConfig::named("define-lab", "slow_op")
+                .with_timeout(Some(ms(300)))
+                .with_retry(RetryConfig::off()),
+        )
+        .unwrap();
+    assert!(Registry::global().generation() > generation);
+    assert_eq!(slow_op_timeout().await, ms(300));
+}

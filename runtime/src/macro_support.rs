@@ -79,9 +79,11 @@ type Resolved = Result<Policy, ConfigError>;
 ///
 /// The hot path reads the registry's generation counter (one relaxed load)
 /// and the site's current policy (one acquire load), and takes no lock. A
-/// resolution that changes the site's settings keeps the new policy for the
-/// rest of the process (calls in flight borrow it): a site holds one policy
-/// per distinct set of settings it ever used, never one per reload.
+/// resolution that changes the site's settings (or its provider's shared
+/// state object) keeps the new policy for the rest of the process, since
+/// calls in flight borrow the old one; a reload that changes neither
+/// reuses the policy in force, and returning to earlier settings reuses the
+/// earlier policy.
 #[derive(Debug)]
 pub struct Site {
     config: PolicyConfig,
@@ -154,8 +156,10 @@ impl Site {
         let mut history = self.history.write();
         loop {
             let generation = registry.generation();
-            let current = history.last().copied();
-            let resolved = self.resolve_at(registry, current, &mut history);
+            let resolved = self.resolve_at(registry, &mut history);
+            // Most recently used last: `history.last()` is the policy in force.
+            history.retain(|r| !std::ptr::eq(*r, resolved));
+            history.push(resolved);
             if registry.generation() != generation {
                 continue; // settings changed while resolving: resolve again
             }
@@ -163,11 +167,6 @@ impl Site {
                 .store(std::ptr::from_ref(resolved).cast_mut(), Ordering::Release);
             self.resolved_at
                 .store(generation.wrapping_add(1), Ordering::Release);
-            if !current.is_some_and(|c| std::ptr::eq(c, resolved)) {
-                // Most recently used last.
-                history.retain(|r| !std::ptr::eq(*r, resolved));
-                history.push(resolved);
-            }
             return resolved;
         }
     }
@@ -175,9 +174,9 @@ impl Site {
     fn resolve_at(
         &self,
         registry: &Registry,
-        current: Option<&'static Resolved>,
-        history: &mut [&'static Resolved],
+        history: &mut Vec<&'static Resolved>,
     ) -> &'static Resolved {
+        let current = history.last().copied();
         let mut config = registry.settings_for(&self.config, self.named);
         if let Err(e) = config.validate() {
             let keep = current.filter(|c| c.is_ok());
@@ -206,7 +205,10 @@ impl Site {
         if let Some(found) = history.iter().rev().find(|r| same(r)) {
             return found;
         }
-        Box::leak(Box::new(Policy::from_config(config, registry)))
+        let resolved: &'static Resolved =
+            Box::leak(Box::new(Policy::from_config(config, registry)));
+        history.push(resolved);
+        resolved
     }
 }
 

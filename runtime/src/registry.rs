@@ -248,7 +248,8 @@ impl Registry {
 
     /// The shared state of `name`, created with `config` if this is its
     /// first registration. A later registration with different settings
-    /// keeps the first ones and logs a warning once.
+    /// keeps the first ones and logs a warning once. A provider named in a
+    /// loaded configuration file already has the file's settings.
     pub fn register(&self, name: &str, config: &SharedConfig) -> Arc<Provider> {
         if let Some(existing) = self.providers.read().get(name) {
             Self::check_same(existing, config);

@@ -329,12 +329,7 @@ impl Checker {
         }
     }
 
-    fn timing(
-        &mut self,
-        path: &str,
-        map: &Map<String, Value>,
-        call: &mut CallOverrides,
-    ) -> Option<()> {
+    fn timing(&mut self, path: &str, map: &Map<String, Value>, call: &mut CallOverrides) {
         if let Some(v) = map.get("timeout") {
             call.timeout = self.duration(&join(path, "timeout"), v, false);
         }
@@ -344,7 +339,6 @@ impl Checker {
         if let Some(v) = map.get("idempotent") {
             call.idempotent = self.boolean(&join(path, "idempotent"), v);
         }
-        Some(())
     }
 
     fn timeout_within_deadline(
