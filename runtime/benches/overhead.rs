@@ -11,11 +11,13 @@
 //! `tokio::time::timeout(10 s)`), `default_stack` (the default policy of an
 //! empty `#[resilient]`, driven by the `Call::attempt` loop a macro expands
 //! to), `full_stack` (the defaults plus a bulkhead and a rate limiter
-//! that never limits), `resilient_macro` (an empty `#[resilient]`), and
-//! `full_stack_observed`: the full stack with a Prometheus recorder
-//! installed and a `tracing` subscriber (a `fmt` layer at INFO writing to a
-//! sink), so every call opens and closes its spans and records its metrics;
-//! it needs `--features metrics`. The other rows run with neither.
+//! that never limits), `resilient_macro` (an empty `#[resilient]`).
+//!
+//! `overhead/observed/<body>_full_stack` (with `--features metrics`): the
+//! full stack with a Prometheus recorder installed and a `tracing`
+//! subscriber (a `fmt` layer at INFO writing to a sink), so every call
+//! opens and closes its spans and records its metrics. The other rows run
+//! with neither.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -176,21 +178,6 @@ fn single<Fut>(
     group.bench_function("full_stack", |b| {
         b.to_async(rt).iter(|| drive(&full_policy, body));
     });
-    #[cfg(feature = "metrics")]
-    {
-        let observed = full_stack(match body_name {
-            "ready" => "bench-observed-ready",
-            _ => "bench-observed-yield",
-        });
-        let recorder: &'static metrics_exporter_prometheus::PrometheusRecorder = Box::leak(
-            Box::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()),
-        );
-        let _metrics = metrics::set_default_local_recorder(recorder);
-        let _tracing = tracing::subscriber::set_default(observing_subscriber());
-        group.bench_function("full_stack_observed", |b| {
-            b.to_async(rt).iter(|| drive(&observed, body));
-        });
-    }
     group.bench_function("resilient_macro", |b| {
         b.to_async(rt).iter(|| async {
             if body_name == "ready" {
@@ -261,5 +248,38 @@ fn bench_contended(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ready, bench_yield_once, bench_contended);
+/// The full stack observed: a Prometheus recorder and a `tracing`
+/// subscriber. Last, because installing a subscriber, even a scoped one,
+/// leaves every callsite's interest to be asked again on each call.
+#[cfg(feature = "metrics")]
+fn bench_observed(c: &mut Criterion) {
+    let rt = current_thread();
+    let recorder: &'static metrics_exporter_prometheus::PrometheusRecorder = Box::leak(Box::new(
+        metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+    ));
+    let _metrics = metrics::set_default_local_recorder(recorder);
+    let _tracing = tracing::subscriber::set_default(observing_subscriber());
+    let ready_policy = full_stack("bench-observed-ready");
+    let yield_policy = full_stack("bench-observed-yield");
+    let mut group = c.benchmark_group("overhead/observed");
+    configure(&mut group);
+    group.bench_function("ready_full_stack", |b| {
+        b.to_async(&rt).iter(|| drive(&ready_policy, ready));
+    });
+    group.bench_function("yield_once_full_stack", |b| {
+        b.to_async(&rt).iter(|| drive(&yield_policy, yield_once));
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "metrics"))]
+fn bench_observed(_: &mut Criterion) {}
+
+criterion_group!(
+    benches,
+    bench_ready,
+    bench_yield_once,
+    bench_contended,
+    bench_observed
+);
 criterion_main!(benches);
