@@ -449,8 +449,15 @@ where
     }
 
     /// Open the call's span (a no-op without an interested subscriber).
-    #[inline]
+    #[inline(always)]
     fn open_span(&mut self) {
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            self.open_span_enabled();
+        }
+    }
+
+    #[inline(never)]
+    fn open_span_enabled(&mut self) {
         let config = &self.policy.config;
         let span = tracing::info_span!(
             "buttress.call",

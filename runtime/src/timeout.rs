@@ -73,10 +73,18 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
         }
         if this.pending_since.is_none() {
             let now = Instant::now();
+            let first_read = this.ctx.started.get().is_none();
             this.ctx.start_at(now);
             *this.pending_since = Some(now);
-            let attempt_limit = this.timeout.and_then(|t| now.checked_add(t));
-            let call_limit = this.ctx.deadline_at(now);
+            // Both limits count from now when the call starts here: compare
+            // the durations and compute one instant.
+            let (attempt_limit, call_limit) = match (*this.timeout, this.ctx.deadline) {
+                (Some(t), Some(d)) if first_read && t < d => (now.checked_add(t), None),
+                (timeout, _) => (
+                    timeout.and_then(|t| now.checked_add(t)),
+                    this.ctx.deadline_at(now),
+                ),
+            };
             let limit = match (attempt_limit, call_limit) {
                 (Some(a), Some(c)) => {
                     *this.deadline_cuts = c <= a;
