@@ -3,6 +3,62 @@
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+    use tokio_postgres::NoTls;
+
+    /// A pool of up to `max_size` connections without TLS for `url`, and
+    /// the password-free description of its target. No I/O. `what` names
+    /// the user in messages ("the idempotency store").
+    ///
+    /// No pool timeouts: each operation's own timeout covers waiting for
+    /// and opening a connection.
+    pub(crate) fn pool(url: &str, max_size: usize, what: &str) -> Result<(Pool, String), String> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            let mut reason = error_chain(&e);
+            if let Some(password) = password_in(url).filter(|p| !p.is_empty()) {
+                reason = reason.replace(password, "***");
+            }
+            format!(
+                "invalid PostgreSQL connection string for {what}: {reason}; \
+                 expected postgres://user[:password]@host[:port]/dbname or key=value pairs"
+            )
+        })?;
+        let target = describe_config(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("could not build the PostgreSQL pool: {e}"))?;
+        Ok((pool, target))
+    }
+
+    /// Check that `table` is a plain lowercase identifier of at most
+    /// `max_len` characters (it is spliced into SQL). `what` names the
+    /// table in the message ("idempotency").
+    pub(crate) fn check_table(table: &str, max_len: usize, what: &str) -> Result<(), String> {
+        let mut chars = table.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && table.len() <= max_len {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid {what} table name {table:?}: use a plain identifier of at most \
+                 {max_len} characters: lowercase ASCII letters, digits and '_', not starting \
+                 with a digit (no schema, quotes or spaces)"
+            ))
+        }
+    }
+
     /// `user@host:port/dbname`, without the password.
     pub(crate) fn describe_config(config: &tokio_postgres::Config) -> String {
         let user = config.get_user().unwrap_or("(default user)");

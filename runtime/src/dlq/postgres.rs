@@ -37,16 +37,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use deadpool_postgres::{Object, Pool, PoolError};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
-use crate::connection::postgres::{describe_config, error_chain, password_in};
+use crate::connection::postgres::{self as connection, error_chain};
+
+fn check_table(table: &str) -> Result<(), SinkError> {
+    connection::check_table(table, MAX_TABLE_LEN, "dead-letter").map_err(SinkError::unavailable)
+}
 
 const DEFAULT_TABLE: &str = "buttress_dead_letters";
 /// So that `<table>_parked_seq_idx` fits PostgreSQL's 63-byte identifiers.
@@ -137,23 +139,6 @@ impl std::fmt::Debug for PostgresSink {
     }
 }
 
-fn check_table(table: &str) -> Result<(), SinkError> {
-    let mut chars = table.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && table.len() <= MAX_TABLE_LEN {
-        Ok(())
-    } else {
-        Err(SinkError::unavailable(format!(
-            "invalid dead-letter table name {table:?}: use a plain identifier of at most \
-             {MAX_TABLE_LEN} characters: lowercase ASCII letters, digits and '_', not starting \
-             with a digit (no schema, quotes or spaces)"
-        )))
-    }
-}
-
 impl PostgresSink {
     /// Connect to `url` (`postgres://user:password@host:port/dbname` or a
     /// `key=value` connection string) and create the table
@@ -186,31 +171,8 @@ impl PostgresSink {
     /// # Errors
     /// [`SinkError::Unavailable`] when `url` is not a valid connection string.
     pub fn connect_lazy(url: &str) -> Result<Self, SinkError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            let mut reason = error_chain(&e);
-            if let Some(password) = password_in(url).filter(|p| !p.is_empty()) {
-                reason = reason.replace(password, "***");
-            }
-            SinkError::unavailable(format!(
-                "invalid PostgreSQL connection string for the dead-letter sink: {reason}; \
-                 expected postgres://user[:password]@host[:port]/dbname or key=value pairs"
-            ))
-        })?;
-        let target = describe_config(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(DEFAULT_MAX_CONNECTIONS)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| {
-                SinkError::unavailable(format!("could not build the PostgreSQL pool: {e}"))
-            })?;
+        let (pool, target) = connection::pool(url, DEFAULT_MAX_CONNECTIONS, "the dead-letter sink")
+            .map_err(SinkError::unavailable)?;
         Ok(Self {
             pool,
             sql: Arc::new(Sql::new(DEFAULT_TABLE)),

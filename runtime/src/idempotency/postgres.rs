@@ -52,16 +52,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use deadpool_postgres::{Object, Pool, PoolError};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres::{Row, Statement};
 
 use super::key::key_hash;
 use super::{Claim, ClaimRequest, IdempotencyStore, StoreError, StoreErrorKind};
-use crate::connection::postgres::{describe_config, error_chain, password_in};
+use crate::connection::postgres::{self as connection, error_chain};
+
+fn check_table(table: &str) -> Result<(), StoreError> {
+    connection::check_table(table, MAX_TABLE_LEN, "idempotency").map_err(unavailable)
+}
 
 /// The default table name.
 const DEFAULT_TABLE: &str = "buttress_idempotency";
@@ -301,26 +303,6 @@ fn corrupt(message: impl Into<String>) -> StoreError {
 }
 
 /// Validates a table name: a plain, lowercase identifier.
-fn check_table(table: &str) -> Result<(), StoreError> {
-    let mut chars = table.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && table.len() <= MAX_TABLE_LEN {
-        Ok(())
-    } else {
-        Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            format!(
-                "invalid idempotency table name {table:?}: use a plain identifier of at most \
-                 {MAX_TABLE_LEN} characters: lowercase ASCII letters, digits and '_', not \
-                 starting with a digit (no schema, quotes or spaces)"
-            ),
-        ))
-    }
-}
-
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros())
         .unwrap_or(i64::MAX)
@@ -388,32 +370,9 @@ impl PostgresStore {
     /// [`StoreErrorKind::Unavailable`] when `url` is not a valid connection
     /// string.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            let mut reason = error_chain(&e);
-            if let Some(password) = password_in(url).filter(|p| !p.is_empty()) {
-                reason = reason.replace(password, "***");
-            }
-            unavailable(format!(
-                "invalid PostgreSQL connection string for the idempotency store: {reason}; \
-                 expected postgres://user[:password]@host[:port]/dbname or key=value pairs"
-            ))
-        })?;
-        let target = describe_config(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // No pool timeouts: each operation's own timeout (which
-        // `with_timeout` can change) covers waiting for and opening a
-        // connection.
-        let pool = Pool::builder(manager)
-            .max_size(DEFAULT_MAX_CONNECTIONS)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| unavailable(format!("could not build the PostgreSQL pool: {e}")))?;
+        let (pool, target) =
+            connection::pool(url, DEFAULT_MAX_CONNECTIONS, "the idempotency store")
+                .map_err(unavailable)?;
         Ok(Self {
             pool,
             sql: Arc::new(Sql::new(DEFAULT_TABLE)),
