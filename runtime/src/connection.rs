@@ -126,6 +126,49 @@ pub(crate) mod postgres {
 
 #[cfg(feature = "redis")]
 pub(crate) mod redis {
+    use std::time::Duration;
+
+    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+    /// A reconnecting connection to the Redis server at `url`, waiting at
+    /// most `timeout` per connection attempt, and the server's URL without
+    /// its password. `what` names the user in messages ("the idempotency
+    /// store").
+    pub(crate) async fn connect(
+        url: &str,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(ConnectionManager, String), String> {
+        let endpoint = redact(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            format!(
+                "invalid Redis URL {endpoint} for {what}: {e}; expected \
+                 redis://[user:password@]host:port/db"
+            )
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            // Requests are bounded by the caller's own timeout instead.
+            .set_response_timeout(None)
+            // Fail fast while the server is down; the next request starts
+            // another reconnection.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connecting = ConnectionManager::new_with_config(client, config);
+        match tokio::time::timeout(timeout * 3, connecting).await {
+            Ok(Ok(connection)) => Ok((connection, endpoint)),
+            Ok(Err(e)) => Err(format!(
+                "could not connect to Redis at {endpoint} for {what}: {e}; check that Redis is \
+                 running there and that the URL's host, port, password and TLS scheme are right"
+            )),
+            Err(_) => Err(format!(
+                "could not connect to Redis at {endpoint} within {:?}; check that Redis is \
+                 running there and reachable from this machine",
+                timeout * 3
+            )),
+        }
+    }
+
     /// `url` without its password (and without a query string, which may carry
     /// one), for messages.
     pub(crate) fn redact(url: &str) -> String {

@@ -24,11 +24,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
-use crate::connection::redis::redact;
 
 const DEFAULT_PREFIX: &str = "buttress:dlq:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -133,35 +132,10 @@ impl RedisSink {
     /// [`SinkError::Unavailable`] when the URL is invalid or the server
     /// cannot be reached; the message names it without the password.
     pub async fn connect(url: &str) -> Result<Self, SinkError> {
-        let endpoint = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            SinkError::unavailable(format!(
-                "invalid Redis URL {endpoint} for the dead-letter sink: {e}; expected \
-                 redis://[user:password@]host:port/db"
-            ))
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connecting = ConnectionManager::new_with_config(client, config);
-        let connection = match tokio::time::timeout(DEFAULT_TIMEOUT * 3, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                return Err(SinkError::unavailable(format!(
-                    "could not connect to Redis at {endpoint} for the dead-letter sink: {e}; \
-                     check that Redis is running there and that the URL is right"
-                )))
-            }
-            Err(_) => {
-                return Err(SinkError::unavailable(format!(
-                    "could not connect to Redis at {endpoint} within {:?}; check that Redis is \
-                     running there and reachable",
-                    DEFAULT_TIMEOUT * 3
-                )))
-            }
-        };
+        let (connection, endpoint) =
+            crate::connection::redis::connect(url, DEFAULT_TIMEOUT, "the dead-letter sink")
+                .await
+                .map_err(SinkError::unavailable)?;
         Ok(Self {
             connection,
             endpoint: endpoint.into(),

@@ -61,11 +61,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::{Claim, ClaimRequest, IdempotencyStore, StoreError, StoreErrorKind};
-use crate::connection::redis::redact;
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "buttress:idem:";
@@ -233,37 +232,10 @@ impl RedisStore {
     /// when the URL is invalid or the server cannot be reached; its message
     /// names the server (without the password) and what to check.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let endpoint = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::new(
-                StoreErrorKind::Unavailable,
-                format!("invalid Redis URL {endpoint}: {e}; expected redis://[user:password@]host:port/db"),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
-            // Requests are bounded by `with_timeout` instead.
-            .set_response_timeout(None)
-            // Fail fast while the server is down; the next request starts
-            // another reconnection.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connecting = ConnectionManager::new_with_config(client, config);
-        let connection = match tokio::time::timeout(DEFAULT_TIMEOUT * 3, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!("could not connect to Redis at {endpoint}: {e}; check that Redis is running there and that the URL's host, port, password and TLS scheme are right"),
-                ))
-            }
-            Err(_) => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!("could not connect to Redis at {endpoint} within {:?}; check that Redis is running there and reachable from this machine", DEFAULT_TIMEOUT * 3),
-                ))
-            }
-        };
+        let (connection, endpoint) =
+            crate::connection::redis::connect(url, DEFAULT_TIMEOUT, "the idempotency store")
+                .await
+                .map_err(|m| StoreError::new(StoreErrorKind::Unavailable, m))?;
         Ok(Self {
             connection,
             shared: Arc::new(Shared {
@@ -502,7 +474,7 @@ impl IdempotencyStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use crate::connection::redis::redact;
 
     #[test]
     fn urls_lose_their_password() {
