@@ -384,7 +384,8 @@ where
             self.open_attempt_span(attempt);
         }
         let (finished, pending_since) =
-            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
+            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout, policy.coarse_timers)
+                .await;
         drop(slot);
 
         let measure = provider.breaker.measures_duration() || policy.telemetry.measures();

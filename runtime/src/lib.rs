@@ -154,6 +154,7 @@ pub mod budget;
 pub mod bulkhead;
 mod call;
 mod class;
+mod clock;
 #[cfg(feature = "serde-config")]
 pub mod config;
 #[cfg(any(feature = "postgres", feature = "redis"))]

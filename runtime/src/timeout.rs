@@ -39,18 +39,27 @@ pin_project_lite::pin_project! {
         timer: Option<Sleep>,
         ctx: &'c mut CallContext,
         timeout: Option<Duration>,
+        coarse: bool,
         deadline_cuts: bool,
         pending_since: Option<Instant>,
     }
 }
 
 impl<'c, F: Future> AttemptFuture<'c, F> {
-    pub(crate) fn new(body: F, ctx: &'c mut CallContext, timeout: Option<Duration>) -> Self {
+    /// `coarse`: arm the timer from [`crate::clock::timer_now`] rather than
+    /// the precise clock.
+    pub(crate) fn new(
+        body: F,
+        ctx: &'c mut CallContext,
+        timeout: Option<Duration>,
+        coarse: bool,
+    ) -> Self {
         Self {
             body,
             timer: None,
             ctx,
             timeout,
+            coarse,
             deadline_cuts: false,
             pending_since: None,
         }
@@ -72,7 +81,11 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
             return Poll::Ready((Finished::Done(out), *this.pending_since));
         }
         if this.pending_since.is_none() {
-            let now = Instant::now();
+            let now = if *this.coarse {
+                crate::clock::timer_now()
+            } else {
+                Instant::now()
+            };
             let first_read = this.ctx.started.get().is_none();
             this.ctx.start_at(now);
             *this.pending_since = Some(now);
