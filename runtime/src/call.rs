@@ -384,8 +384,7 @@ where
             self.open_attempt_span(attempt);
         }
         let (finished, pending_since) =
-            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout, policy.coarse_timers)
-                .await;
+            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
         drop(slot);
 
         let measure = provider.breaker.measures_duration() || policy.telemetry.measures();

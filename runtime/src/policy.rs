@@ -344,10 +344,6 @@ pub(crate) struct PolicyInner {
     pub(crate) provider: Arc<Provider>,
     pub(crate) rng: Rng,
     pub(crate) telemetry: crate::telemetry::SiteTelemetry,
-    /// Whether attempts arm their timers from the coarse clock (see
-    /// `crate::clock`): when nothing measures durations and every limit is
-    /// long enough for a tick not to matter.
-    pub(crate) coarse_timers: bool,
 }
 
 /// A validated policy bound to its provider's shared state. Cheap to clone.
@@ -383,22 +379,12 @@ impl Policy {
         config.validate()?;
         let provider = registry.register(&config.provider, &config.shared());
         let rng = config.seed.map_or_else(Rng::from_entropy, Rng::seeded);
-        let telemetry = crate::telemetry::SiteTelemetry::default();
-        let long_enough = |limit: Option<Duration>| {
-            limit.is_none_or(|limit| limit >= crate::clock::COARSE_TIMER_MIN)
-        };
-        let coarse_timers = crate::clock::coarse_timers_available()
-            && !provider.breaker.measures_duration()
-            && !telemetry.measures()
-            && long_enough(config.timeout)
-            && long_enough(config.deadline);
         Ok(Self {
             inner: Arc::new(PolicyInner {
                 config,
                 provider,
                 rng,
-                telemetry,
-                coarse_timers,
+                telemetry: crate::telemetry::SiteTelemetry::default(),
             }),
         })
     }

@@ -4,10 +4,13 @@
 //! [`AttemptFuture`] polls the body first. A body that is ready on its first
 //! poll never reads the clock and never creates a timer. Only when the body
 //! returns `Pending` does it read the clock (fixing the call's start if
-//! nothing did before) and arm one `tokio::time::Sleep`, inline in the
-//! future, for whichever comes first: `timeout` from now, or the call's
-//! deadline. Which of the two fired decides the error: `Timeout` or
-//! `DeadlineExceeded`.
+//! nothing did before) and arm one `tokio::time::Sleep` for whichever comes
+//! first: `timeout` from now, or the call's deadline. Which of the two fired
+//! decides the error: `Timeout` or `DeadlineExceeded`.
+//!
+//! The `Sleep` comes from a per-thread pool and is re-armed with
+//! `Sleep::reset` (see the `pool` module): a yielding attempt takes no timer-wheel
+//! lock in steady state, where a fresh `Sleep` takes it twice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,28 +43,19 @@ pin_project_lite::pin_project! {
         pooled: Option<PooledTimer>,
         ctx: &'c mut CallContext,
         timeout: Option<Duration>,
-        coarse: bool,
         deadline_cuts: bool,
         pending_since: Option<Instant>,
     }
 }
 
 impl<'c, F: Future> AttemptFuture<'c, F> {
-    /// `coarse`: arm the timer from [`crate::clock::timer_now`] rather than
-    /// the precise clock.
-    pub(crate) fn new(
-        body: F,
-        ctx: &'c mut CallContext,
-        timeout: Option<Duration>,
-        coarse: bool,
-    ) -> Self {
+    pub(crate) fn new(body: F, ctx: &'c mut CallContext, timeout: Option<Duration>) -> Self {
         Self {
             body,
             timer: None,
             pooled: None,
             ctx,
             timeout,
-            coarse,
             deadline_cuts: false,
             pending_since: None,
         }
@@ -83,11 +77,7 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
             return Poll::Ready((Finished::Done(out), *this.pending_since));
         }
         if this.pending_since.is_none() {
-            let now = if *this.coarse {
-                crate::clock::timer_now()
-            } else {
-                Instant::now()
-            };
+            let now = Instant::now();
             let first_read = this.ctx.started.get().is_none();
             this.ctx.start_at(now);
             *this.pending_since = Some(now);
@@ -269,6 +259,157 @@ mod pool {
     pub(crate) fn idle() -> usize {
         POOL.with_borrow(|pool| pool.idle.len())
     }
+
+    /// Timers this thread created and holds (tests).
+    #[cfg(test)]
+    pub(crate) fn created() -> usize {
+        POOL.with_borrow(|pool| pool.created)
+    }
 }
 
 use pool::PooledTimer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+    }
+
+    /// One attempt on tokio's clock with `timeout`.
+    async fn attempt<F: Future>(body: F, timeout: Duration) -> Finished<F::Output> {
+        let mut ctx = CallContext::new(None, false);
+        AttemptFuture::new(body, &mut ctx, Some(timeout)).await.0
+    }
+
+    async fn yield_once() -> u32 {
+        tokio::task::yield_now().await;
+        7
+    }
+
+    /// Run `scenario` on a thread of its own (a fresh pool), failing if it
+    /// does not finish: a timer armed on a runtime that is not driven
+    /// would never fire, and the scenario would hang.
+    fn on_own_thread(scenario: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            scenario();
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) => thread.join().expect("the scenario passed"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("an attempt's timer never fired: it was armed on a runtime nobody drives")
+            }
+        }
+    }
+
+    #[test]
+    fn a_pooled_timer_is_re_armed_at_each_new_deadline() {
+        on_own_thread(|| {
+            paused_runtime().block_on(async {
+                assert!(matches!(
+                    attempt(yield_once(), Duration::from_secs(1)).await,
+                    Finished::Done(7)
+                ));
+                assert_eq!((pool::idle(), pool::created()), (1, 1));
+
+                // A later deadline than the idle timer's (its entry moves
+                // when the old slot comes due, 500 ms in): fires at its own.
+                tokio::time::advance(Duration::from_millis(500)).await;
+                let start = Instant::now();
+                let finished = attempt(std::future::pending::<u32>(), Duration::from_secs(1)).await;
+                assert!(matches!(finished, Finished::TimedOut));
+                assert_eq!(start.elapsed(), Duration::from_secs(1));
+                assert_eq!((pool::idle(), pool::created()), (1, 1), "reused");
+
+                // An earlier deadline than the (fired) timer's last one.
+                let start = Instant::now();
+                let finished =
+                    attempt(std::future::pending::<u32>(), Duration::from_millis(100)).await;
+                assert!(matches!(finished, Finished::TimedOut));
+                assert_eq!(start.elapsed(), Duration::from_millis(100));
+
+                // A body that completes well before a re-armed timer.
+                let start = Instant::now();
+                let finished = attempt(
+                    async {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        8
+                    },
+                    Duration::from_secs(1),
+                )
+                .await;
+                assert!(matches!(finished, Finished::Done(8)));
+                assert_eq!(start.elapsed(), Duration::from_millis(30));
+                assert_eq!((pool::idle(), pool::created()), (1, 1));
+            });
+        });
+    }
+
+    #[test]
+    fn a_timer_is_re_armed_only_under_the_runtime_that_drives_it() {
+        on_own_thread(|| {
+            let first = paused_runtime();
+            first.block_on(async {
+                assert!(matches!(
+                    attempt(yield_once(), Duration::from_secs(1)).await,
+                    Finished::Done(7)
+                ));
+            });
+            assert_eq!((pool::idle(), pool::created()), (1, 1));
+
+            // `first` is alive but not driven: its timer must not serve here.
+            paused_runtime().block_on(async {
+                let start = Instant::now();
+                let finished = attempt(std::future::pending::<u32>(), Duration::from_secs(2)).await;
+                assert!(matches!(finished, Finished::TimedOut));
+                assert_eq!(start.elapsed(), Duration::from_secs(2));
+            });
+            assert_eq!(
+                (pool::idle(), pool::created()),
+                (1, 1),
+                "the first runtime's timer was dropped, the second's kept"
+            );
+            drop(first);
+        });
+    }
+
+    #[test]
+    fn past_its_share_a_thread_arms_timers_inline() {
+        on_own_thread(|| {
+            paused_runtime().block_on(async {
+                let waiting = pool::PER_THREAD + 44;
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..waiting {
+                    set.spawn(async {
+                        let start = Instant::now();
+                        let finished =
+                            attempt(std::future::pending::<u32>(), Duration::from_secs(3)).await;
+                        (matches!(finished, Finished::TimedOut), start.elapsed())
+                    });
+                }
+                let mut timed_out = 0;
+                while let Some(result) = set.join_next().await {
+                    let (ok, took) = result.expect("no attempt panicked");
+                    assert!(ok);
+                    assert_eq!(took, Duration::from_secs(3));
+                    timed_out += 1;
+                }
+                assert_eq!(timed_out, waiting);
+                assert_eq!(pool::created(), pool::PER_THREAD);
+                assert_eq!(pool::idle(), pool::PER_THREAD);
+            });
+        });
+    }
+}
