@@ -19,104 +19,23 @@
 //! opens and closes its spans and records its metrics. The other rows run
 //! with neither.
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use buttress::bulkhead::BulkheadConfig;
-use buttress::rate_limit::RateLimitConfig;
-use buttress::{Error, Policy, Registry};
+use buttress::Policy;
+use common::{
+    current_thread, default_stack, drive, full_stack, macro_ready, macro_yield_once, ready,
+    with_tokio_timeout, yield_once, Out,
+};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use tokio::runtime::Runtime;
 
-type Out = Result<u64, Error>;
-
-/// The per-attempt timeout of the default policy, used for the baseline.
-const TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Tasks in the contended rows.
 const TASKS: u64 = 64;
-
-/// A body ready on its first poll.
-async fn ready() -> Out {
-    Ok(black_box(1))
-}
-
-/// A body that returns `Pending` once (rescheduling itself), then completes.
-async fn yield_once() -> Out {
-    tokio::task::yield_now().await;
-    Ok(black_box(1))
-}
-
-/// What `#[resilient]` expands to: the attempt loop around a fresh body.
-async fn drive<Fut>(policy: &Policy, body: impl Fn() -> Fut) -> Out
-where
-    Fut: Future<Output = Out>,
-{
-    let mut call = policy.call::<u64, Error>();
-    loop {
-        if let ControlFlow::Break(result) = call.attempt(body()).await {
-            break result;
-        }
-    }
-}
-
-/// The body under a bare tokio timeout (the baseline).
-async fn with_tokio_timeout<Fut>(body: impl Fn() -> Fut) -> Out
-where
-    Fut: Future<Output = Out>,
-{
-    match tokio::time::timeout(TIMEOUT, body()).await {
-        Ok(result) => result,
-        Err(_) => unreachable!("the body never takes 10 s"),
-    }
-}
-
-/// An empty `#[resilient]` on a ready body: the default stack as users get it.
-#[buttress::resilient(provider = "bench-macro-ready")]
-async fn macro_ready() -> Out {
-    Ok(black_box(1))
-}
-
-/// An empty `#[resilient]` on a body that yields once.
-#[buttress::resilient(provider = "bench-macro-yield")]
-async fn macro_yield_once() -> Out {
-    tokio::task::yield_now().await;
-    Ok(black_box(1))
-}
-
-/// Each policy gets its own registry, alive for the whole bench.
-fn registry() -> &'static Registry {
-    Box::leak(Box::new(Registry::new()))
-}
-
-/// The default policy of an empty `#[resilient]`: timeout 10 s, deadline
-/// 30 s, 3 attempts under a retry budget, count-window breaker.
-fn default_stack(name: &'static str) -> Policy {
-    Policy::builder(name)
-        .build_in(registry())
-        .expect("the default policy is valid")
-}
-
-/// The defaults plus a bulkhead and a rate limiter that never limits.
-///
-/// The limiter's interval is `1e9 / per_second`, clamped to at least 1 ns,
-/// and its tolerance `interval × (burst − 1)` ≈ 2.1 s: every call advances
-/// its clock by 1 ns and no call waits unless calls come faster than one a
-/// nanosecond for 2 s. Nothing overflows a `u64`.
-fn full_stack(name: &'static str) -> Policy {
-    Policy::builder(name)
-        .bulkhead(BulkheadConfig::new().with_max_concurrent(1024))
-        .rate_limit(
-            RateLimitConfig::new()
-                .with_per_second(u32::MAX / 2)
-                .with_burst(u32::MAX / 2),
-        )
-        .build_in(registry())
-        .expect("the full policy is valid")
-}
 
 /// What an observed service runs: spans and events formatted at INFO.
 #[cfg(feature = "metrics")]
@@ -125,13 +44,6 @@ fn observing_subscriber() -> impl tracing::Subscriber + Send + Sync {
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
         .with(tracing_subscriber::filter::LevelFilter::INFO)
-}
-
-fn current_thread() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime")
 }
 
 fn two_workers() -> Runtime {

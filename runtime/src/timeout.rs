@@ -103,18 +103,19 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
                 (None, None) => None,
             };
             if let Some(limit) = limit {
-                match PooledTimer::arm(limit) {
+                match PooledTimer::arm(limit, now) {
                     Some(pooled) => *this.pooled = Some(pooled),
                     None => this.timer.set(Some(tokio::time::sleep_until(limit))),
                 }
             }
         }
-        let timer = match this.pooled {
-            Some(pooled) => Some(pooled.sleep()),
-            None => this.timer.as_pin_mut(),
+        let elapsed = match (this.pooled, this.timer.as_pin_mut()) {
+            (Some(pooled), _) => Some(pooled.poll_elapsed(cx)),
+            (None, Some(timer)) => Some(timer.poll(cx)),
+            (None, None) => None,
         };
-        if let Some(timer) = timer {
-            ready!(timer.poll(cx));
+        if let Some(elapsed) = elapsed {
+            ready!(elapsed);
             let finished = if *this.deadline_cuts {
                 Finished::DeadlineCut
             } else {
@@ -131,13 +132,15 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
 ///
 /// A new `Sleep` takes the timer wheel's lock twice (to insert its entry on
 /// the first poll and to remove it on drop) and clones and drops the
-/// runtime's handle twice. A pooled one is re-armed with `Sleep::reset`: when
-/// the new deadline is no earlier than its last one (attempts of the same
-/// policy, one after another), that is one compare-and-swap on the entry,
-/// which stays in the wheel; the wheel moves the entry to its new slot only
-/// when the old slot comes due. An idle pooled timer keeps the waker of the
-/// last attempt that used it until it is re-armed or its deadline passes
-/// (then that task gets one spurious wake-up, which futures tolerate).
+/// runtime's handle twice. A pooled one stays in the wheel, and is re-armed
+/// lazily: when its deadline is still ahead and no later than the new one
+/// (attempts of the same policy, one after another), it is left as it is,
+/// and only if it fires while the attempt still waits is it reset to the
+/// attempt's own deadline (`Sleep::reset`) and polled again. A timer whose
+/// deadline has passed, or lies beyond the new one, is reset at once. An
+/// idle pooled timer keeps the waker of the last attempt that used it until
+/// another attempt polls it or it fires (then that task gets one spurious
+/// wake-up, which futures tolerate).
 ///
 /// Each thread keeps up to [`PER_THREAD`] idle timers, tagged with their
 /// runtime: a timer is only re-armed under the runtime it belongs to (whose
@@ -147,7 +150,10 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
 /// of their own, inline, so nothing allocates after warm-up.
 mod pool {
     use std::cell::RefCell;
+    use std::future::Future;
+    use std::mem::ManuallyDrop;
     use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
 
     use tokio::runtime::{Handle, Id};
     use tokio::time::{Instant, Sleep};
@@ -176,7 +182,11 @@ mod pool {
     /// thread that drops it.
     pub(crate) struct PooledTimer {
         runtime: Id,
-        sleep: Option<Pin<Box<Sleep>>>,
+        /// When the attempt's time is up; the sleep's own deadline may be
+        /// earlier (a lazily re-armed timer).
+        limit: Instant,
+        /// Taken only by `drop`.
+        sleep: ManuallyDrop<Pin<Box<Sleep>>>,
     }
 
     impl std::fmt::Debug for PooledTimer {
@@ -188,11 +198,12 @@ mod pool {
     }
 
     impl PooledTimer {
-        /// A pooled timer of the current runtime, armed at `deadline`;
-        /// `None` outside a runtime, or when the thread's pool is empty and
-        /// has created its share.
+        /// A pooled timer of the current runtime for an attempt whose time
+        /// is up at `limit` (`now` being the time); `None` outside a
+        /// runtime, or when the thread's pool is empty and has created its
+        /// share.
         #[inline]
-        pub(crate) fn arm(deadline: Instant) -> Option<Self> {
+        pub(crate) fn arm(limit: Instant, now: Instant) -> Option<Self> {
             let runtime = Handle::try_current().ok()?.id();
             let sleep = POOL
                 .try_with(|pool| {
@@ -200,7 +211,10 @@ mod pool {
                     while let Some(idle) = pool.idle.pop() {
                         if idle.runtime == runtime {
                             let mut sleep = idle.sleep;
-                            sleep.as_mut().reset(deadline);
+                            let due = sleep.deadline();
+                            if due > limit || due <= now || sleep.is_elapsed() {
+                                sleep.as_mut().reset(limit);
+                            }
                             return Some(sleep);
                         }
                         // A timer of another runtime: its driver may not
@@ -211,31 +225,36 @@ mod pool {
                         return None;
                     }
                     pool.created += 1;
-                    Some(Box::pin(tokio::time::sleep_until(deadline)))
+                    Some(Box::pin(tokio::time::sleep_until(limit)))
                 })
                 .ok()
                 .flatten()?;
             Some(Self {
                 runtime,
-                sleep: Some(sleep),
+                limit,
+                sleep: ManuallyDrop::new(sleep),
             })
         }
 
-        /// The armed timer.
+        /// Ready once the attempt's `limit` has passed. A timer left at an
+        /// earlier deadline that fires is reset to the limit first.
         #[inline]
-        pub(crate) fn sleep(&mut self) -> Pin<&mut Sleep> {
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut(),
-                None => unreachable!("a pooled timer holds its Sleep until dropped"),
+        pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+            let sleep = &mut *self.sleep;
+            loop {
+                ready!(sleep.as_mut().poll(cx));
+                if sleep.deadline() >= self.limit {
+                    return Poll::Ready(());
+                }
+                sleep.as_mut().reset(self.limit);
             }
         }
     }
 
     impl Drop for PooledTimer {
         fn drop(&mut self) {
-            let Some(sleep) = self.sleep.take() else {
-                return;
-            };
+            // SAFETY: `sleep` is not used after this, and taken only here.
+            let sleep = unsafe { ManuallyDrop::take(&mut self.sleep) };
             let idle = Idle {
                 runtime: self.runtime,
                 sleep,
