@@ -145,9 +145,13 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
 /// Each thread keeps up to [`PER_THREAD`] idle timers, tagged with their
 /// runtime: a timer is only re-armed under the runtime it belongs to (whose
 /// driver fires it), and one left by a runtime no longer current on the
-/// thread is dropped. A thread creates at most [`PER_THREAD`] of them; past
-/// that (more attempts waiting at once on one thread), attempts use a timer
-/// of their own, inline, so nothing allocates after warm-up.
+/// thread is dropped (a thread that alternates between runtimes re-creates
+/// them). A thread creates a timer only when its pool is empty, and stops
+/// at [`PER_THREAD`] by its own count (timers returned to a full pool are
+/// dropped and uncounted); past that (more attempts waiting at once on one
+/// thread), attempts arm a timer of their own, inline. So the timers alive
+/// are bounded by threads × [`PER_THREAD`] plus the attempts waiting, and
+/// nothing allocates once a thread has reached its peak of waiting attempts.
 mod pool {
     use std::cell::RefCell;
     use std::future::Future;
