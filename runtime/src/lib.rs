@@ -154,7 +154,6 @@ pub mod budget;
 pub mod bulkhead;
 mod call;
 mod class;
-mod clock;
 #[cfg(feature = "serde-config")]
 pub mod config;
 #[cfg(any(feature = "postgres", feature = "redis"))]

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock;
 use crate::error::ConfigError;
 
 /// Rate-limit settings.
@@ -306,6 +305,52 @@ impl RateLimiter {
 
 /// The OS clocks, in nanoseconds on `CLOCK_MONOTONIC`'s timeline (`None`
 /// where there is no such clock: the limiter reads tokio's clock then).
+/// `CLOCK_MONOTONIC_COARSE` takes about 8 ns to read on a virtual machine,
+/// against 40–50 ns for `CLOCK_MONOTONIC`; it runs up to two ticks behind
+/// the true time (on a 4 ms-tick VM over 20 million reads: 5.4 ms on
+/// average, 7.4 ms at most).
+mod clock {
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn read(id: libc::clockid_t) -> Option<u64> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; `clock_gettime` only
+        // writes it, and reports an unknown clock id with a non-zero result.
+        let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+        if rc != 0 {
+            return None;
+        }
+        let secs = u64::try_from(ts.tv_sec).ok()?;
+        let nanos = u64::try_from(ts.tv_nsec).ok()?;
+        Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn coarse_nanos() -> Option<u64> {
+        read(libc::CLOCK_MONOTONIC_COARSE)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn precise_nanos() -> Option<u64> {
+        read(libc::CLOCK_MONOTONIC)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(super) const fn coarse_nanos() -> Option<u64> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) const fn precise_nanos() -> Option<u64> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

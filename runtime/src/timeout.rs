@@ -193,14 +193,6 @@ mod pool {
         sleep: ManuallyDrop<Pin<Box<Sleep>>>,
     }
 
-    impl std::fmt::Debug for PooledTimer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("PooledTimer")
-                .field("runtime", &self.runtime)
-                .finish_non_exhaustive()
-        }
-    }
-
     impl PooledTimer {
         /// A pooled timer of the current runtime for an attempt whose time
         /// is up at `limit` (`now` being the time); `None` outside a

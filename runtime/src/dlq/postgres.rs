@@ -41,7 +41,7 @@ use deadpool_postgres::{Object, Pool, PoolError};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::{DeadLetter, DeadLetterSink, Selection, SinkError};
 use crate::connection::postgres::{self as connection, error_chain};
@@ -279,12 +279,14 @@ impl PostgresSink {
         }
     }
 
-    async fn query(
+    /// Run `op` on `sql`, prepared (and cached) on a pooled connection,
+    /// all within the sink's timeout.
+    async fn run<T>(
         &self,
         what: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, SinkError> {
+        op: impl AsyncFnOnce(&Object, &Statement) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SinkError> {
         let deadline = Instant::now() + self.timeout;
         let client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, async {
@@ -292,13 +294,24 @@ impl PostgresSink {
                 .prepare_cached(sql)
                 .await
                 .map_err(|e| self.query_error(what, &e))?;
-            client
-                .query(&statement, params)
+            op(&client, &statement)
                 .await
                 .map_err(|e| self.query_error(what, &e))
         })
         .await;
         self.settle(client, outcome, what)
+    }
+
+    async fn query(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, SinkError> {
+        self.run(what, sql, async |client, statement| {
+            client.query(statement, params).await
+        })
+        .await
     }
 
     async fn execute(
@@ -307,20 +320,10 @@ impl PostgresSink {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, SinkError> {
-        let deadline = Instant::now() + self.timeout;
-        let client = self.client(deadline).await?;
-        let outcome = tokio::time::timeout_at(deadline, async {
-            let statement = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| self.query_error(what, &e))?;
-            client
-                .execute(&statement, params)
-                .await
-                .map_err(|e| self.query_error(what, &e))
+        self.run(what, sql, async |client, statement| {
+            client.execute(statement, params).await
         })
-        .await;
-        self.settle(client, outcome, what)
+        .await
     }
 
     fn entry(&self, row: &Row) -> Result<DeadLetter, SinkError> {
