@@ -171,11 +171,13 @@ pub use integrations::reqwest;
 mod macro_support;
 mod policy;
 pub mod rate_limit;
+pub mod recovery;
 mod registry;
 pub mod retry;
 mod rng;
 mod sync;
 pub mod telemetry;
+pub mod throttle;
 mod timeout;
 #[cfg(feature = "webhook")]
 pub mod webhook;
@@ -207,8 +209,10 @@ pub mod __private {
         Site,
     };
     pub use crate::rate_limit::RateLimitConfig;
+    pub use crate::recovery::RecoveryConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
     pub use crate::sync::locks_taken_on_this_thread;
+    pub use crate::throttle::ThrottleConfig;
     pub use crate::{Call, Classify, Error, ErrorClass, Policy, PolicyConfig};
     pub use core::ops::ControlFlow;
     pub use core::option::Option::{self, None, Some};

@@ -14,9 +14,11 @@ use crate::class::Classify;
 use crate::error::{ConfigError, Error};
 use crate::idempotency::{DedupOptions, IdempotencyStore, Stored};
 use crate::rate_limit::RateLimitConfig;
+use crate::recovery::RecoveryConfig;
 use crate::registry::{Provider, Registry, SharedConfig};
 use crate::retry::RetryConfig;
 use crate::rng::Rng;
+use crate::throttle::ThrottleConfig;
 
 /// The settings of one call site (plain data, `const`-constructible, so the
 /// `#[resilient]` macro can put it in a `static`).
@@ -37,6 +39,8 @@ pub struct PolicyConfig {
     pub(crate) bulkhead: Option<BulkheadConfig>,
     pub(crate) rate_limit: Option<RateLimitConfig>,
     pub(crate) idempotent: bool,
+    pub(crate) recovery: RecoveryConfig,
+    pub(crate) throttle: Option<ThrottleConfig>,
     pub(crate) seed: Option<u64>,
 }
 
@@ -61,6 +65,8 @@ impl PolicyConfig {
             bulkhead: None,
             rate_limit: None,
             idempotent: false,
+            recovery: RecoveryConfig::new(),
+            throttle: None,
             seed: None,
         }
     }
@@ -112,6 +118,21 @@ impl PolicyConfig {
     #[must_use]
     pub const fn with_idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
+        self
+    }
+
+    /// Waiting, cooldown, pacing and quota learning (shared by the
+    /// provider's call sites).
+    #[must_use]
+    pub const fn with_recovery(mut self, recovery: RecoveryConfig) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// The adaptive throttle (`None`: none).
+    #[must_use]
+    pub const fn with_throttle(mut self, throttle: Option<ThrottleConfig>) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -176,6 +197,18 @@ impl PolicyConfig {
         self.idempotent
     }
 
+    /// The recovery settings.
+    #[must_use]
+    pub const fn recovery(&self) -> &RecoveryConfig {
+        &self.recovery
+    }
+
+    /// The adaptive throttle's settings.
+    #[must_use]
+    pub const fn throttle(&self) -> Option<&ThrottleConfig> {
+        self.throttle.as_ref()
+    }
+
     /// The settings shared by every call site of the provider.
     #[must_use]
     pub const fn shared(&self) -> SharedConfig {
@@ -184,6 +217,8 @@ impl PolicyConfig {
             budget: self.retry.budget,
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
+            recovery: self.recovery,
+            throttle: self.throttle,
         }
     }
 
@@ -218,6 +253,10 @@ impl PolicyConfig {
         }
         if let Some(rate_limit) = &self.rate_limit {
             rate_limit.validate()?;
+        }
+        self.recovery.validate()?;
+        if let Some(throttle) = &self.throttle {
+            throttle.validate()?;
         }
         Ok(())
     }
@@ -301,6 +340,18 @@ impl PolicyBuilder {
     /// A rate limit.
     pub const fn rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
         self.config.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Recovery settings ([`RecoveryConfig::fail_fast`] to fail fast).
+    pub const fn recovery(mut self, recovery: RecoveryConfig) -> Self {
+        self.config.recovery = recovery;
+        self
+    }
+
+    /// An adaptive throttle.
+    pub const fn throttle(mut self, throttle: ThrottleConfig) -> Self {
+        self.config.throttle = Some(throttle);
         self
     }
 

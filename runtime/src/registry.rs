@@ -20,7 +20,9 @@ use crate::bulkhead::{Bulkhead, BulkheadConfig};
 use crate::error::ConfigError;
 use crate::policy::PolicyConfig;
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use crate::recovery::RecoveryConfig;
 use crate::sync::RwLock;
+use crate::throttle::ThrottleConfig;
 
 /// The settings shared by every call site of one provider.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +36,10 @@ pub struct SharedConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// The bulkhead, if any.
     pub bulkhead: Option<BulkheadConfig>,
+    /// Waiting, cooldown, pacing and quota learning.
+    pub recovery: RecoveryConfig,
+    /// The adaptive throttle, if any.
+    pub throttle: Option<ThrottleConfig>,
 }
 
 impl SharedConfig {
@@ -46,6 +52,8 @@ impl SharedConfig {
             budget: Some(BudgetConfig::new()),
             rate_limit: None,
             bulkhead: None,
+            recovery: RecoveryConfig::new(),
+            throttle: None,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct BreakerConfig {
     pub(crate) min_calls: u32,
     pub(crate) consecutive_failures: Option<u32>,
     pub(crate) open_for: Duration,
+    pub(crate) probe_interval: Option<Duration>,
+    pub(crate) max_probe_interval: Option<Duration>,
     pub(crate) half_open_probes: u32,
 }
 
@@ -85,6 +87,8 @@ impl BreakerConfig {
             min_calls: 20,
             consecutive_failures: None,
             open_for: Duration::from_secs(30),
+            probe_interval: None,
+            max_probe_interval: None,
             half_open_probes: 3,
         }
     }
@@ -133,6 +137,24 @@ impl BreakerConfig {
         self
     }
 
+    /// How long the breaker stays open after a failed probe (the first
+    /// open period is `open_for`). Each further failed probe in a row
+    /// doubles it, up to [`with_max_probe_interval`](Self::with_max_probe_interval).
+    /// Default: `open_for`.
+    #[must_use]
+    pub const fn with_probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = Some(interval);
+        self
+    }
+
+    /// The longest open period after failed probes. Default: the probe
+    /// interval (no growth).
+    #[must_use]
+    pub const fn with_max_probe_interval(mut self, interval: Duration) -> Self {
+        self.max_probe_interval = Some(interval);
+        self
+    }
+
     /// How many probes half-open admits (and needs to succeed to close).
     #[must_use]
     pub const fn with_half_open_probes(mut self, probes: u32) -> Self {
@@ -177,6 +199,24 @@ impl BreakerConfig {
     #[must_use]
     pub const fn open_for(&self) -> Duration {
         self.open_for
+    }
+
+    /// The open period after the first failed probe (`open_for` unless set).
+    #[must_use]
+    pub const fn probe_interval(&self) -> Duration {
+        match self.probe_interval {
+            Some(d) => d,
+            None => self.open_for,
+        }
+    }
+
+    /// The longest open period after failed probes.
+    #[must_use]
+    pub const fn max_probe_interval(&self) -> Duration {
+        match self.max_probe_interval {
+            Some(d) => d,
+            None => self.probe_interval(),
+        }
     }
 
     /// `half_open_probes`.
@@ -240,6 +280,22 @@ impl BreakerConfig {
         }
         if self.open_for.is_zero() {
             return err("open_for", "must be longer than zero".into());
+        }
+        if self.probe_interval.is_some_and(|d| d.is_zero()) {
+            return err("probe_interval", "must be longer than zero".into());
+        }
+        if self.max_probe_interval.is_some_and(|d| d.is_zero()) {
+            return err("max_probe_interval", "must be longer than zero".into());
+        }
+        if self.max_probe_interval() < self.probe_interval() {
+            return err(
+                "max_probe_interval",
+                format!(
+                    "({:?}) is shorter than `probe_interval` ({:?}); the interval only grows, so raise it or lower probe_interval",
+                    self.max_probe_interval(),
+                    self.probe_interval()
+                ),
+            );
         }
         if self.half_open_probes == 0 || self.half_open_probes > MAX_HALF_OPEN_PROBES {
             return err(
