@@ -18,7 +18,9 @@ use crate::class::{Classify, ErrorClass};
 use crate::context::CallContext;
 use crate::error::Error;
 use crate::idempotency::{Dedup, DedupOptions, IdempotencyStore, Stored};
+use crate::breaker::{BreakerPermit, PermitKind};
 use crate::policy::PolicyInner;
+use crate::recovery::BlockReason;
 use crate::rate_limit::Admission;
 use crate::timeout::{AttemptFuture, Finished};
 
@@ -90,16 +92,24 @@ pub enum Rejection {
     RateLimit,
     /// The bulkhead stayed full past `max_wait` or the deadline.
     Bulkhead,
+    /// The provider asked for a pause (`Retry-After`) that outlasts the
+    /// deadline (or the policy fails fast).
+    Cooldown,
+    /// The provider's waiting queue was full.
+    QueueFull,
 }
 
 impl Rejection {
-    /// The telemetry label: `circuit_open`, `rate_limit` or `bulkhead`.
+    /// The telemetry label: `circuit_open`, `rate_limit`, `bulkhead`,
+    /// `cooldown` or `queue_full`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::CircuitOpen => "circuit_open",
             Self::RateLimit => "rate_limit",
             Self::Bulkhead => "bulkhead",
+            Self::Cooldown => "cooldown",
+            Self::QueueFull => "queue_full",
         }
     }
 }
@@ -315,16 +325,21 @@ where
             }
         }
 
-        let permit = match provider.breaker.try_acquire() {
-            Ok(permit) => permit,
-            Err(rejected) => {
-                return self.reject(
-                    Rejection::CircuitOpen,
-                    Error::CircuitOpen {
-                        provider: self.provider_name(),
-                        retry_in: rejected.retry_in,
-                    },
-                );
+        let permit = if provider.gate.is_active() {
+            match self.admit_through_gate(attempt).await {
+                Ok(permit) => permit,
+                Err(end) => return end,
+            }
+        } else {
+            match provider.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    provider.gate.activate();
+                    match self.admit_through_gate(attempt).await {
+                        Ok(permit) => permit,
+                        Err(end) => return end,
+                    }
+                }
             }
         };
 
@@ -399,10 +414,16 @@ where
             _ => None,
         };
         let trips = provider.breaker_trips;
+        let probe = permit.kind() == PermitKind::Probe;
         match finished {
             Finished::Done(Ok(value)) => {
                 if trips {
                     provider.breaker.record(permit, false, elapsed);
+                } else {
+                    drop(permit);
+                }
+                if probe {
+                    provider.gate.wake();
                 }
                 self.attempt_ended(None, elapsed);
                 ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
@@ -416,8 +437,14 @@ where
                 } else {
                     drop(permit);
                 }
+                if probe {
+                    provider.gate.wake();
+                }
                 self.attempt_ended(Some(class), elapsed);
                 let retry_after = error.retry_after();
+                if class == ErrorClass::RateLimited || retry_after.is_some() {
+                    self.provider_pushed_back(class, retry_after);
+                }
                 self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
@@ -425,6 +452,9 @@ where
                     provider.breaker.record(permit, true, elapsed);
                 } else {
                     drop(permit);
+                }
+                if probe {
+                    provider.gate.wake();
                 }
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::Timeout {
@@ -437,6 +467,9 @@ where
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
                 drop(permit);
+                if probe {
+                    provider.gate.wake();
+                }
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::DeadlineExceeded {
                     provider: self.provider_name(),
@@ -445,6 +478,75 @@ where
                 });
                 ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)))
             }
+        }
+    }
+
+    /// The gate's slow path: wait (if the policy waits) until the provider
+    /// can take this attempt, or end the call.
+    #[cold]
+    #[inline(never)]
+    async fn admit_through_gate(
+        &mut self,
+        attempt: u32,
+    ) -> Result<BreakerPermit<'p>, ControlFlow<Result<T, E>>> {
+        let provider: &'p crate::registry::Provider = &self.policy.provider;
+        let now = self.ctx.now();
+        let deadline = self.ctx.deadline_at(now);
+        let admitted = Box::pin(provider.gate.admit(&provider.breaker, deadline, attempt == 1)).await;
+        match admitted {
+            Ok(permit) => Ok(permit),
+            Err(blocked) => {
+                let now = Instant::now();
+                if attempt > 1 && deadline.is_some_and(|d| now >= d) {
+                    return Err(self.no_time_left());
+                }
+                let retry_in = blocked.retry_in(now);
+                let (why, error) = match blocked.reason {
+                    BlockReason::CircuitOpen => (
+                        Rejection::CircuitOpen,
+                        Error::CircuitOpen {
+                            provider: self.provider_name(),
+                            retry_in,
+                        },
+                    ),
+                    BlockReason::QueueFull => (
+                        Rejection::QueueFull,
+                        Error::CircuitOpen {
+                            provider: self.provider_name(),
+                            retry_in,
+                        },
+                    ),
+                    BlockReason::Cooldown => (
+                        Rejection::Cooldown,
+                        Error::RateLimited {
+                            provider: self.provider_name(),
+                            retry_after: retry_in.unwrap_or_default(),
+                        },
+                    ),
+                    BlockReason::Pace => (
+                        Rejection::RateLimit,
+                        Error::RateLimited {
+                            provider: self.provider_name(),
+                            retry_after: retry_in.unwrap_or_default(),
+                        },
+                    ),
+                };
+                Err(self.reject(why, error))
+            }
+        }
+    }
+
+    /// The provider pushed back (a `429`, or any answer with
+    /// `Retry-After`): pause every caller, and learn the quota from `429`s.
+    #[cold]
+    fn provider_pushed_back(&self, class: ErrorClass, retry_after: Option<Duration>) {
+        let gate = &self.policy.provider.gate;
+        if let Some(wait) = retry_after {
+            gate.cool_down(wait);
+        }
+        if class == ErrorClass::RateLimited {
+            let sent_at = self.last_attempt_at().unwrap_or_else(Instant::now);
+            gate.rate_limited(sent_at);
         }
     }
 
@@ -649,6 +751,7 @@ where
             delay = ?delay,
             "retrying"
         );
+        policy.provider.gate.retrying();
         policy.telemetry.retried(policy);
         crate::events::emit(&crate::events::PolicyEvent::RetryScheduled {
             provider: &policy.config.provider,

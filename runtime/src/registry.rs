@@ -20,6 +20,8 @@ use crate::bulkhead::{Bulkhead, BulkheadConfig};
 use crate::error::ConfigError;
 use crate::policy::PolicyConfig;
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use crate::recovery::Gate;
+use crate::throttle::AdaptiveThrottle;
 use crate::recovery::RecoveryConfig;
 use crate::sync::RwLock;
 use crate::throttle::ThrottleConfig;
@@ -76,6 +78,8 @@ pub struct Provider {
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) throttle: Option<Arc<AdaptiveThrottle>>,
     warned_mismatch: AtomicBool,
 }
 
@@ -90,6 +94,8 @@ impl Provider {
             budget: config.budget.map(|c| Arc::new(RetryBudget::new(c))),
             limiter: config.rate_limit.map(|c| Arc::new(RateLimiter::new(c))),
             bulkhead: config.bulkhead.map(|c| Arc::new(Bulkhead::new(c))),
+            gate: Arc::new(Gate::new(config.recovery)),
+            throttle: config.throttle.map(|c| Arc::new(AdaptiveThrottle::new(c))),
             name,
             config,
             warned_mismatch: AtomicBool::new(false),
@@ -148,6 +154,17 @@ impl Provider {
                 config.bulkhead,
                 Bulkhead::new,
             ),
+            gate: if old.config.recovery == config.recovery {
+                Arc::clone(&old.gate)
+            } else {
+                Arc::new(Gate::new(config.recovery))
+            },
+            throttle: keep(
+                old.throttle.as_ref(),
+                old.config.throttle,
+                config.throttle,
+                AdaptiveThrottle::new,
+            ),
             name: Arc::clone(&old.name),
             config,
             warned_mismatch: AtomicBool::new(false),
@@ -188,6 +205,18 @@ impl Provider {
     #[must_use]
     pub fn bulkhead(&self) -> Option<&Bulkhead> {
         self.bulkhead.as_deref()
+    }
+
+    /// The provider's gate: waiting calls, cooldown, pacing, learned quota.
+    #[must_use]
+    pub fn recovery(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The provider's adaptive throttle, if it has one.
+    #[must_use]
+    pub fn throttle(&self) -> Option<&AdaptiveThrottle> {
+        self.throttle.as_deref()
     }
 }
 

@@ -95,3 +95,17 @@ impl Default for ThrottleConfig {
         Self::new()
     }
 }
+
+/// Placeholder replaced by the adaptive throttle's state.
+#[derive(Debug)]
+pub struct AdaptiveThrottle {
+    config: ThrottleConfig,
+}
+
+impl AdaptiveThrottle {
+    /// A throttle with these settings.
+    #[must_use]
+    pub const fn new(config: ThrottleConfig) -> Self {
+        Self { config }
+    }
+}

@@ -11,7 +11,13 @@
 //!   are the caller's fault and count as successes.
 //! - **Open** rejects every call with [`crate::Error::CircuitOpen`] for
 //!   `open_for`; a rejected call never reaches the provider. The move to
-//!   half-open is lazy: the first call after `open_for` makes it.
+//!   half-open is lazy: the first call after `open_for` makes it. After a
+//!   failed probe the breaker is open for `probe_interval` (default
+//!   `open_for`), doubled for each further failed probe in a row up to
+//!   `max_probe_interval`, so a short interval notices recovery within one
+//!   interval while a long outage is probed less and less often.
+//!   (With [recovery](crate::recovery) waiting on, callers wait instead of
+//!   being rejected, and the earliest-deadline waiter is the probe.)
 //! - **Half-open** admits exactly `half_open_probes` probes (atomic
 //!   admission: while they are out, every other caller is rejected). A
 //!   failed (or slow) probe reopens the breaker at once; it closes, with a
@@ -494,6 +500,8 @@ pub struct Breaker {
     base: Instant,
     window: WindowImpl,
     consecutive: AtomicU32,
+    /// Failed probes in a row since the breaker last closed.
+    failed_probes: AtomicU32,
     times_opened: AtomicU64,
     /// When the state last changed, in nanoseconds since `base`.
     changed_at: AtomicU64,
@@ -592,6 +600,7 @@ impl Breaker {
             base: Instant::now(),
             window,
             consecutive: AtomicU32::new(0),
+            failed_probes: AtomicU32::new(0),
             times_opened: AtomicU64::new(0),
             changed_at: AtomicU64::new(0),
             listeners: RwLock::new(Vec::new()),
@@ -844,9 +853,10 @@ impl Breaker {
 
     /// Open from `word`; false if the state word changed meanwhile.
     fn open_from(&self, word: u64, reason: TransitionReason) -> bool {
+        let period = self.open_period(reason);
         let until = self
             .now_nanos()
-            .saturating_add(self.config.open_for.as_nanos() as u64);
+            .saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
         self.open_until.store(until, Ordering::Release);
         let next = make(OPEN, 0, 0, generation(word) + 1);
         if self
@@ -854,6 +864,11 @@ impl Breaker {
             .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            if reason == TransitionReason::ProbeFailed {
+                self.failed_probes.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.failed_probes.store(0, Ordering::Relaxed);
+            }
             self.times_opened.fetch_add(1, Ordering::Relaxed);
             self.emit(
                 BreakerState::from_code(code(word)),
@@ -863,6 +878,32 @@ impl Breaker {
             return true;
         }
         false
+    }
+
+    /// How long the breaker stays open after a transition for `reason`:
+    /// `open_for` after a trip from closed; after failed probes in a row,
+    /// `probe_interval` doubled per earlier failed probe, up to
+    /// `max_probe_interval`.
+    fn open_period(&self, reason: TransitionReason) -> Duration {
+        if reason != TransitionReason::ProbeFailed {
+            return self.config.open_for;
+        }
+        let failed = self.failed_probes.load(Ordering::Relaxed).min(63);
+        let base = self.config.probe_interval();
+        let max = self.config.max_probe_interval();
+        base.checked_mul(1u32 << failed.min(31))
+            .map_or(max, |d| d.min(max))
+    }
+
+    /// When an open breaker admits its next probe; `None` unless open.
+    #[must_use]
+    pub fn next_probe_in(&self) -> Option<Duration> {
+        let word = self.state.load(Ordering::Acquire);
+        if code(word) != OPEN {
+            return None;
+        }
+        let until = self.open_until.load(Ordering::Acquire);
+        Some(Duration::from_nanos(until.saturating_sub(self.now_nanos())))
     }
 
     fn record_probe(&self, gen: u64, failed: bool) {
@@ -922,6 +963,7 @@ impl Breaker {
             WindowImpl::Time(w) => w.reset(),
         }
         self.consecutive.store(0, Ordering::Relaxed);
+        self.failed_probes.store(0, Ordering::Relaxed);
     }
 
     fn set(&self, to: u64) {

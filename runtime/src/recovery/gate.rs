@@ -1,0 +1,570 @@
+//! The provider's gate: where calls wait, earliest deadline first, while
+//! the provider cannot take them, and from which they are released at a
+//! pace it can take.
+//!
+//! The gate is idle in the steady state: a call reads one atomic flag and
+//! passes. It becomes active when the breaker rejects a call, when the
+//! provider asks for a pause (`Retry-After`), when a retry is made, or when
+//! a `429` teaches a quota; it goes idle again once nothing waits, nothing
+//! blocks, the slow start has passed and no learned quota binds. While
+//! active, every attempt (first attempts, retries, probes) passes through
+//! its one lock, so that the provider's total load can be paced; that lock
+//! is never taken on the happy path.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::RecoveryConfig;
+use crate::breaker::{Breaker, BreakerPermit, BreakerState};
+use crate::sync::RwLock;
+
+/// The span over which the arrival rate of new calls is measured.
+const DEMAND_SPAN: Duration = Duration::from_secs(1);
+/// The shortest span a demand measure is divided by (right after the gate
+/// became active, fewer arrivals have been seen).
+const MIN_DEMAND_SPAN: Duration = Duration::from_millis(20);
+/// How often a head waiter that has no known wake-up time (the breaker's
+/// probes are all out) looks again, in case a wake-up was missed.
+const RECHECK: Duration = Duration::from_millis(50);
+/// How often a learned quota grows while no `429` comes.
+const QUOTA_STEP_EVERY: Duration = Duration::from_millis(100);
+/// The multiplicative decrease of a learned quota after a `429`.
+const QUOTA_DECREASE: f64 = 0.75;
+/// The first learned quota, as a fraction of the demand that met a `429`.
+const QUOTA_FIRST: f64 = 0.5;
+/// How long a learned quota is kept after the last `429` while demand
+/// stays below it.
+const QUOTA_MEMORY: Duration = Duration::from_secs(30);
+
+/// Why the gate held a call back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReason {
+    /// The provider asked for a pause (`Retry-After`).
+    Cooldown,
+    /// The breaker is open, or half-open with every probe out.
+    CircuitOpen,
+    /// Admission is paced and the next slot is later.
+    Pace,
+    /// The waiting queue is full.
+    QueueFull,
+}
+
+impl BlockReason {
+    /// The telemetry label: `cooldown`, `circuit_open`, `pace`, `queue_full`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cooldown => "cooldown",
+            Self::CircuitOpen => "circuit_open",
+            Self::Pace => "pace",
+            Self::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// A call the gate did not admit (before its deadline, or at once when it
+/// fails fast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked {
+    /// What held it back last.
+    pub reason: BlockReason,
+    /// When that condition is expected to end, if known.
+    pub until: Option<Instant>,
+}
+
+impl Blocked {
+    /// How long until the blocking condition is expected to end.
+    #[must_use]
+    pub fn retry_in(&self, now: Instant) -> Option<Duration> {
+        self.until.map(|at| at.saturating_duration_since(now))
+    }
+}
+
+/// A point-in-time view of a provider's gate, for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RecoveryStats {
+    /// Whether calls pass through the gate's slow path.
+    pub active: bool,
+    /// Calls waiting now.
+    pub waiting: usize,
+    /// Time left of the provider-wide cooldown.
+    pub cooldown: Option<Duration>,
+    /// The admitted rate while paced, calls per second (`None` when not
+    /// paced).
+    pub paced_rate: Option<f64>,
+    /// The learned quota, calls per second.
+    pub learned_quota: Option<f64>,
+    /// Calls that waited and were then admitted, since the start.
+    pub released: u64,
+    /// Calls that waited and gave up (deadline, cancellation), since the
+    /// start.
+    pub gave_up: u64,
+    /// Cooldowns started by a provider's `Retry-After`, since the start.
+    pub cooldowns: u64,
+}
+
+/// A provider's gate (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Gate {
+    config: RecoveryConfig,
+    active: AtomicBool,
+    /// The end of the provider-wide cooldown, in nanoseconds since `base`
+    /// (0: none).
+    cooldown_until: AtomicU64,
+    base: Instant,
+    inner: RwLock<Inner>,
+    released: AtomicU64,
+    gave_up: AtomicU64,
+    cooldowns: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Waiters by (deadline in nanoseconds since `base`, arrival order).
+    waiters: BTreeMap<(u64, u64), Arc<Notify>>,
+    seq: u64,
+    /// The earliest instant of the next paced admission (ns since base).
+    next_slot: u64,
+    /// First attempts seen while active (ns since base), the last second.
+    arrivals: VecDeque<u64>,
+    /// When the gate last became active (ns since base).
+    active_since: u64,
+    /// Pacing holds until then (ns since base).
+    paced_until: u64,
+    quota: Option<f64>,
+    /// A `429` came while no quota was known: learn one from the demand.
+    quota_pending: bool,
+    last_decrease: u64,
+    last_increase: u64,
+}
+
+impl Gate {
+    /// An idle gate.
+    #[must_use]
+    pub fn new(config: RecoveryConfig) -> Self {
+        Self {
+            config,
+            active: AtomicBool::new(false),
+            cooldown_until: AtomicU64::new(0),
+            base: Instant::now(),
+            inner: RwLock::new(Inner::default()),
+            released: AtomicU64::new(0),
+            gave_up: AtomicU64::new(0),
+            cooldowns: AtomicU64::new(0),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub const fn config(&self) -> &RecoveryConfig {
+        &self.config
+    }
+
+    /// Whether calls must pass through [`admit`](Self::admit): one load.
+    #[inline(always)]
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        self.base
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(self.base)
+    }
+
+    /// Make calls pass through the slow path from now on.
+    #[cold]
+    pub fn activate(&self) {
+        if self.active.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let now = self.nanos(Instant::now());
+        let mut inner = self.inner.write();
+        inner.active_since = now;
+        inner.arrivals.clear();
+    }
+
+    /// A retry is about to be made: pace the provider's load for the slow
+    /// start, so the first moments of an incident cannot burst.
+    #[cold]
+    pub fn retrying(&self) {
+        if !self.config.wait {
+            return;
+        }
+        self.activate();
+        let now = self.nanos(Instant::now());
+        let until = now.saturating_add(duration_nanos(self.config.slow_start));
+        let mut inner = self.inner.write();
+        inner.paced_until = inner.paced_until.max(until);
+    }
+
+    /// The provider asked every caller to wait `retry_after` (a `429` or
+    /// `503` with `Retry-After`): nothing is sent to it before then.
+    #[cold]
+    pub fn cool_down(&self, retry_after: Duration) {
+        if retry_after.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let until = self
+            .nanos(now)
+            .saturating_add(duration_nanos(retry_after))
+            .max(1);
+        let before = self.cooldown_until.fetch_max(until, Ordering::AcqRel);
+        if before < self.nanos(now) {
+            self.cooldowns.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                retry_after = ?retry_after,
+                "provider asked for a pause: every caller waits"
+            );
+        }
+        self.activate();
+        let mut inner = self.inner.write();
+        let paced = until.saturating_add(duration_nanos(self.config.slow_start));
+        inner.paced_until = inner.paced_until.max(paced);
+    }
+
+    /// A request sent at `sent_at` was answered `429`: lower the learned
+    /// quota (at most once per round of requests).
+    #[cold]
+    pub fn rate_limited(&self, sent_at: Instant) {
+        if !self.config.learn_quota {
+            return;
+        }
+        self.activate();
+        let now = self.nanos(Instant::now());
+        let sent = self.nanos(sent_at);
+        let mut inner = self.inner.write();
+        match inner.quota {
+            None => inner.quota_pending = true,
+            Some(q) => {
+                if sent < inner.last_decrease {
+                    return; // sent before the last decrease: already reacted
+                }
+                inner.quota = Some((q * QUOTA_DECREASE).max(self.config.min_rate));
+            }
+        }
+        inner.last_decrease = now;
+        inner.last_increase = now;
+    }
+
+    /// Wake the first waiter: something it waits for may have changed (a
+    /// probe finished).
+    #[cold]
+    pub fn wake(&self) {
+        if !self.is_active() {
+            return;
+        }
+        let inner = self.inner.read();
+        if let Some((_, notify)) = inner.waiters.first_key_value() {
+            notify.notify_one();
+        }
+    }
+
+    /// Counts and state, for operators.
+    #[must_use]
+    pub fn stats(&self) -> RecoveryStats {
+        let now = Instant::now();
+        let at = self.nanos(now);
+        let cooldown = self.cooldown_until.load(Ordering::Acquire);
+        let mut inner = self.inner.write();
+        RecoveryStats {
+            active: self.is_active(),
+            waiting: inner.waiters.len(),
+            cooldown: (cooldown > at).then(|| Duration::from_nanos(cooldown - at)),
+            paced_rate: self.rate(&mut inner, at),
+            learned_quota: inner.quota,
+            released: self.released.load(Ordering::Relaxed),
+            gave_up: self.gave_up.load(Ordering::Relaxed),
+            cooldowns: self.cooldowns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forget everything: no cooldown, no quota, nothing paced. Waiting
+    /// calls are woken to look again.
+    pub fn reset(&self) {
+        self.cooldown_until.store(0, Ordering::Release);
+        let mut inner = self.inner.write();
+        inner.quota = None;
+        inner.quota_pending = false;
+        inner.paced_until = 0;
+        inner.next_slot = 0;
+        inner.arrivals.clear();
+        for notify in inner.waiters.values() {
+            notify.notify_one();
+        }
+    }
+
+    /// The arrival rate of new calls, per second.
+    fn demand(&self, inner: &mut Inner, now: u64) -> f64 {
+        let horizon = now.saturating_sub(duration_nanos(DEMAND_SPAN));
+        while inner.arrivals.front().is_some_and(|&t| t < horizon) {
+            inner.arrivals.pop_front();
+        }
+        let span = now.saturating_sub(inner.active_since);
+        if span >= duration_nanos(DEMAND_SPAN) {
+            return inner.arrivals.len() as f64 / DEMAND_SPAN.as_secs_f64();
+        }
+        // Freshly active: few arrivals seen yet. Count one more than seen,
+        // so a young measure errs towards admitting (the caller's success)
+        // rather than towards starving; it is exact within a second.
+        let span = span.max(duration_nanos(MIN_DEMAND_SPAN));
+        (inner.arrivals.len() + 1) as f64 / (span as f64 / 1e9)
+    }
+
+    /// The admitted rate now, per second; `None` when not paced.
+    fn rate(&self, inner: &mut Inner, now: u64) -> Option<f64> {
+        let demand = self.demand(inner, now);
+        if inner.quota_pending
+            && now.saturating_sub(inner.active_since) >= duration_nanos(MIN_DEMAND_SPAN)
+        {
+            inner.quota_pending = false;
+            inner.quota = Some((demand * QUOTA_FIRST).max(self.config.min_rate));
+            inner.last_increase = now;
+        }
+        if let Some(q) = inner.quota {
+            // Additive increase while no 429 comes.
+            let since = now.saturating_sub(inner.last_increase);
+            let step = duration_nanos(QUOTA_STEP_EVERY);
+            if since >= step {
+                let steps = (since / step) as f64;
+                inner.quota = Some(q + steps * (0.1 + 0.02 * q));
+                inner.last_increase = now;
+            }
+            let forget = now.saturating_sub(inner.last_decrease) > duration_nanos(QUOTA_MEMORY)
+                && demand * self.config.pace < inner.quota.unwrap_or(q);
+            if forget {
+                inner.quota = None;
+            }
+        }
+        let paced = self.config.wait && (now < inner.paced_until || !inner.waiters.is_empty());
+        let pace = paced.then(|| (self.config.pace * demand).max(self.config.min_rate));
+        match (pace, inner.quota) {
+            (Some(p), Some(q)) => Some(p.min(q)),
+            (p, q) => p.or(q),
+        }
+    }
+
+    /// Admit now if nothing blocks.
+    ///
+    /// A new call that finds nobody waiting is not held back by the pace
+    /// (new calls are the demand the pace is measured against, and delaying
+    /// them would only lower success), but it takes its slot, so held calls
+    /// and retries get what remains.
+    fn try_grant<'b>(
+        &self,
+        inner: &mut Inner,
+        breaker: &'b Breaker,
+        now: Instant,
+        new_call: bool,
+    ) -> Result<BreakerPermit<'b>, Blocked> {
+        let at = self.nanos(now);
+        let slow_start = duration_nanos(self.config.slow_start);
+        let cooldown = self.cooldown_until.load(Ordering::Acquire);
+        if cooldown > at {
+            return Err(Blocked {
+                reason: BlockReason::Cooldown,
+                until: Some(self.instant(cooldown)),
+            });
+        }
+        let rate = self.rate(inner, at);
+        let interval = if breaker.state() == BreakerState::ForcedClosed {
+            None // an operator said: let everything through
+        } else {
+            rate.map(|r| (1e9 / r) as u64)
+        };
+        if let (Some(interval), false) = (interval, new_call) {
+            // One interval of tolerance: a call that finds the slot just
+            // passed goes at once, so evenly spaced arrivals never queue.
+            if inner.next_slot > at.saturating_add(interval) {
+                return Err(Blocked {
+                    reason: BlockReason::Pace,
+                    until: Some(self.instant(inner.next_slot - interval)),
+                });
+            }
+        }
+        match breaker.try_acquire() {
+            Ok(permit) => {
+                if let Some(interval) = interval {
+                    inner.next_slot = inner.next_slot.max(at).saturating_add(interval);
+                }
+                Ok(permit)
+            }
+            Err(rejected) => {
+                inner.paced_until = inner.paced_until.max(at.saturating_add(slow_start));
+                Err(Blocked {
+                    reason: BlockReason::CircuitOpen,
+                    until: rejected.retry_in.and_then(|d| now.checked_add(d)),
+                })
+            }
+        }
+    }
+
+    /// Go idle if nothing needs the slow path any more.
+    fn settle(&self, inner: &mut Inner, breaker: &Breaker, now: Instant) {
+        let at = self.nanos(now);
+        if inner.waiters.is_empty()
+            && self.cooldown_until.load(Ordering::Acquire) <= at
+            && at >= inner.paced_until
+            && inner.quota.is_none()
+            && !inner.quota_pending
+            && breaker.state() == BreakerState::Closed
+        {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+
+    /// Admit one attempt: at once when nothing blocks; otherwise, with
+    /// `wait` on, after waiting (earliest deadline first, sending nothing)
+    /// until the provider can take it; give up at `deadline`, or at once
+    /// when what blocks cannot end before it.
+    ///
+    /// # Errors
+    /// [`Blocked`] when the call is not admitted.
+    pub async fn admit<'b>(
+        &self,
+        breaker: &'b Breaker,
+        deadline: Option<Instant>,
+        first_attempt: bool,
+    ) -> Result<BreakerPermit<'b>, Blocked> {
+        let now = Instant::now();
+        let notify = Arc::new(Notify::new());
+        let key = {
+            let mut inner = self.inner.write();
+            if first_attempt {
+                inner.arrivals.push_back(self.nanos(now));
+            }
+            if inner.waiters.is_empty() || !self.config.wait {
+                match self.try_grant(&mut inner, breaker, now, first_attempt) {
+                    Ok(permit) => {
+                        self.settle(&mut inner, breaker, now);
+                        return Ok(permit);
+                    }
+                    Err(blocked) => {
+                        // Waiting is bounded by the deadline: a call without
+                        // one does not wait, and neither does one an
+                        // operator's forced-open breaker turns away.
+                        if !self.config.wait
+                            || (deadline.is_none() && blocked.reason != BlockReason::Pace)
+                            || hopeless(&blocked, deadline)
+                            || breaker.state() == BreakerState::ForcedOpen
+                        {
+                            return Err(blocked);
+                        }
+                    }
+                }
+            }
+            if inner.waiters.len() >= self.config.max_waiting as usize {
+                let until = self.cooldown_until.load(Ordering::Acquire);
+                return Err(Blocked {
+                    reason: BlockReason::QueueFull,
+                    until: (until > self.nanos(now)).then(|| self.instant(until)),
+                });
+            }
+            inner.seq += 1;
+            let key = (deadline.map_or(u64::MAX, |d| self.nanos(d)), inner.seq);
+            inner.waiters.insert(key, Arc::clone(&notify));
+            key
+        };
+        let mut guard = Waiter {
+            gate: self,
+            key,
+            armed: true,
+        };
+        let mut last = Blocked {
+            reason: BlockReason::CircuitOpen,
+            until: None,
+        };
+        loop {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(last);
+            }
+            let wake_at = {
+                let mut inner = self.inner.write();
+                let head = inner.waiters.first_key_value().map(|(k, _)| *k) == Some(key);
+                if head {
+                    match self.try_grant(&mut inner, breaker, now, false) {
+                        Ok(permit) => {
+                            inner.waiters.remove(&key);
+                            guard.armed = false;
+                            if let Some((_, next)) = inner.waiters.first_key_value() {
+                                next.notify_one();
+                            }
+                            self.released.fetch_add(1, Ordering::Relaxed);
+                            self.settle(&mut inner, breaker, now);
+                            return Ok(permit);
+                        }
+                        Err(blocked) => {
+                            last = blocked;
+                            if hopeless(&blocked, deadline)
+                                || (deadline.is_none() && blocked.reason != BlockReason::Pace)
+                                || breaker.state() == BreakerState::ForcedOpen
+                            {
+                                return Err(blocked);
+                            }
+                            Some(blocked.until.unwrap_or(now + RECHECK))
+                        }
+                    }
+                } else {
+                    None
+                }
+            };
+            let wake = match (wake_at, deadline) {
+                (Some(a), Some(d)) => Some(a.min(d)),
+                (a, d) => a.or(d),
+            };
+            match wake {
+                Some(at) => {
+                    tokio::select! {
+                        () = notify.notified() => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notify.notified().await,
+            }
+        }
+    }
+}
+
+/// Whether what blocks cannot end before the deadline.
+fn hopeless(blocked: &Blocked, deadline: Option<Instant>) -> bool {
+    matches!((blocked.until, deadline), (Some(until), Some(d)) if until >= d)
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A waiting call's place in the queue; leaving it (a deadline, a dropped
+/// future) hands the head to the next waiter.
+struct Waiter<'g> {
+    gate: &'g Gate,
+    key: (u64, u64),
+    armed: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.gate.gave_up.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.gate.inner.write();
+        inner.waiters.remove(&self.key);
+        if let Some((_, next)) = inner.waiters.first_key_value() {
+            next.notify_one();
+        }
+    }
+}
