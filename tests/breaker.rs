@@ -16,6 +16,7 @@ use buttress::breaker::{
     Breaker, BreakerConfig, BreakerEvent, PermitKind, Rejected, TransitionReason, Window,
     WindowCounts,
 };
+use buttress::recovery::RecoveryConfig;
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{BreakerState, Classify, Error, ErrorClass, Policy, Registry};
 use tokio::sync::oneshot;
@@ -842,7 +843,17 @@ async fn e2e_trips_inclusively_at_two_of_four_and_three_of_ten() {
 async fn e2e_every_provider_failure_class_counts_but_permanent_does_not() {
     let registry = Registry::new();
     let config = counting(4, 4, 0.5).with_consecutive_failures(3);
-    let p = policy(&registry, "e2e-classes", config);
+    // Without quota learning, a 429 is a breaker failure like the others
+    // (with it, the default, 429s pace the calls instead: see
+    // `e2e_rate_limits_pace_instead_of_tripping`).
+    let p = Policy::builder("e2e-classes")
+        .retry(RetryConfig::off())
+        .no_timeout()
+        .no_deadline()
+        .breaker(config)
+        .recovery(RecoveryConfig::fail_fast())
+        .build_in(&registry)
+        .expect("valid policy");
     let ran = AtomicU32::new(0);
     call(&p, &ran, Err(ProviderError::Unavailable))
         .await
@@ -863,6 +874,25 @@ async fn e2e_every_provider_failure_class_counts_but_permanent_does_not() {
         "transient, rate-limited and outcome-unknown all count"
     );
     assert_eq!(ran.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn e2e_rate_limits_pace_instead_of_tripping() {
+    let registry = Registry::new();
+    let config = counting(4, 4, 0.5).with_consecutive_failures(2);
+    let p = policy(&registry, "e2e-429", config);
+    let ran = AtomicU32::new(0);
+    for _ in 0..5 {
+        call(&p, &ran, Err(ProviderError::Throttled))
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(p.shared().breaker().state(), Closed);
+    assert_eq!(p.shared().breaker().stats().window, counts(0, 0, 0));
+    assert!(
+        p.shared().recovery().stats().active,
+        "the 429s went to the gate"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::breaker::{BreakerPermit, PermitKind};
 use crate::class::{Classify, ErrorClass};
 use crate::context::CallContext;
 use crate::error::Error;
 use crate::idempotency::{Dedup, DedupOptions, IdempotencyStore, Stored};
-use crate::breaker::{BreakerPermit, PermitKind};
 use crate::policy::PolicyInner;
-use crate::recovery::BlockReason;
 use crate::rate_limit::Admission;
+use crate::recovery::BlockReason;
 use crate::timeout::{AttemptFuture, Finished};
 
 /// One logical call under a [`crate::Policy`].
@@ -430,7 +430,12 @@ where
             }
             Finished::Done(Err(error)) => {
                 let class = error.class();
-                if trips {
+                // A provider that rate-limits is not failing: with quota
+                // learning on, its 429s pace the calls instead of opening
+                // the breaker (which would stop them all).
+                let paced =
+                    class == ErrorClass::RateLimited && provider.gate.config().learn_quota();
+                if trips && !paced {
                     provider
                         .breaker
                         .record(permit, class.is_provider_failure(), elapsed);
@@ -492,9 +497,19 @@ where
         let provider: &'p crate::registry::Provider = &self.policy.provider;
         let now = self.ctx.now();
         let deadline = self.ctx.deadline_at(now);
-        let admitted = Box::pin(provider.gate.admit(&provider.breaker, deadline, attempt == 1)).await;
+        let admitted = Box::pin(
+            provider
+                .gate
+                .admit(&provider.breaker, deadline, attempt == 1),
+        )
+        .await;
         match admitted {
-            Ok(permit) => Ok(permit),
+            Ok(permit) => {
+                // The attempt starts now, after any wait: what a 429's
+                // quota learning and the attempt's telemetry must see.
+                self.last_attempt_at = Some(Instant::now());
+                Ok(permit)
+            }
             Err(blocked) => {
                 let now = Instant::now();
                 if attempt > 1 && deadline.is_some_and(|d| now >= d) {

@@ -21,9 +21,9 @@ use crate::error::ConfigError;
 use crate::policy::PolicyConfig;
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::recovery::Gate;
-use crate::throttle::AdaptiveThrottle;
 use crate::recovery::RecoveryConfig;
 use crate::sync::RwLock;
+use crate::throttle::AdaptiveThrottle;
 use crate::throttle::ThrottleConfig;
 
 /// The settings shared by every call site of one provider.

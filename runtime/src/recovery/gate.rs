@@ -33,10 +33,15 @@ const MIN_DEMAND_SPAN: Duration = Duration::from_millis(20);
 const RECHECK: Duration = Duration::from_millis(50);
 /// How often a learned quota grows while no `429` comes.
 const QUOTA_STEP_EVERY: Duration = Duration::from_millis(100);
+/// The growth of a learned quota per [`QUOTA_STEP_EVERY`] without a `429`.
+const QUOTA_GROWTH: f64 = 0.01;
 /// The multiplicative decrease of a learned quota after a `429`.
 const QUOTA_DECREASE: f64 = 0.75;
 /// The first learned quota, as a fraction of the demand that met a `429`.
 const QUOTA_FIRST: f64 = 0.5;
+/// After a decrease, `429`s to requests sent within this long are taken
+/// as the same signal.
+const QUOTA_HOLD: Duration = Duration::from_millis(250);
 /// How long a learned quota is kept after the last `429` while demand
 /// stays below it.
 const QUOTA_MEMORY: Duration = Duration::from_secs(30);
@@ -249,8 +254,15 @@ impl Gate {
         match inner.quota {
             None => inner.quota_pending = true,
             Some(q) => {
-                if sent < inner.last_decrease {
-                    return; // sent before the last decrease: already reacted
+                // One decrease per round: requests sent before the last
+                // decrease, or so soon after it that the provider's own
+                // allowance had no time to refill, say nothing new.
+                if sent
+                    < inner
+                        .last_decrease
+                        .saturating_add(duration_nanos(QUOTA_HOLD))
+                {
+                    return;
                 }
                 inner.quota = Some((q * QUOTA_DECREASE).max(self.config.min_rate));
             }
@@ -266,10 +278,7 @@ impl Gate {
         if !self.is_active() {
             return;
         }
-        let inner = self.inner.read();
-        if let Some((_, notify)) = inner.waiters.first_key_value() {
-            notify.notify_one();
-        }
+        wake_ends(&self.inner.read());
     }
 
     /// Counts and state, for operators.
@@ -339,7 +348,7 @@ impl Gate {
             let step = duration_nanos(QUOTA_STEP_EVERY);
             if since >= step {
                 let steps = (since / step) as f64;
-                inner.quota = Some(q + steps * (0.1 + 0.02 * q));
+                inner.quota = Some(q * (1.0 + QUOTA_GROWTH).powf(steps));
                 inner.last_increase = now;
             }
             let forget = now.saturating_sub(inner.last_decrease) > duration_nanos(QUOTA_MEMORY)
@@ -493,15 +502,23 @@ impl Gate {
             }
             let wake_at = {
                 let mut inner = self.inner.write();
-                let head = inner.waiters.first_key_value().map(|(k, _)| *k) == Some(key);
-                if head {
+                // While the breaker probes, the waiter with the most time
+                // left goes first: a failed probe then costs an attempt of
+                // the call that can best afford it. Once it has closed,
+                // earliest deadline first.
+                let probing =
+                    matches!(breaker.state(), BreakerState::Open | BreakerState::HalfOpen);
+                let chosen = if probing {
+                    inner.waiters.last_key_value().map(|(k, _)| *k)
+                } else {
+                    inner.waiters.first_key_value().map(|(k, _)| *k)
+                };
+                if chosen == Some(key) {
                     match self.try_grant(&mut inner, breaker, now, false) {
                         Ok(permit) => {
                             inner.waiters.remove(&key);
                             guard.armed = false;
-                            if let Some((_, next)) = inner.waiters.first_key_value() {
-                                next.notify_one();
-                            }
+                            wake_ends(&inner);
                             self.released.fetch_add(1, Ordering::Relaxed);
                             self.settle(&mut inner, breaker, now);
                             return Ok(permit);
@@ -538,6 +555,17 @@ impl Gate {
     }
 }
 
+/// Wake the waiters that may go next: the first (earliest deadline) and
+/// the last (the next probe while the breaker probes).
+fn wake_ends(inner: &Inner) {
+    if let Some((_, first)) = inner.waiters.first_key_value() {
+        first.notify_one();
+    }
+    if let Some((_, last)) = inner.waiters.last_key_value() {
+        last.notify_one();
+    }
+}
+
 /// Whether what blocks cannot end before the deadline.
 fn hopeless(blocked: &Blocked, deadline: Option<Instant>) -> bool {
     matches!((blocked.until, deadline), (Some(until), Some(d)) if until >= d)
@@ -563,8 +591,6 @@ impl Drop for Waiter<'_> {
         self.gate.gave_up.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.gate.inner.write();
         inner.waiters.remove(&self.key);
-        if let Some((_, next)) = inner.waiters.first_key_value() {
-            next.notify_one();
-        }
+        wake_ends(&inner);
     }
 }
