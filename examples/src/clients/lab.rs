@@ -75,7 +75,7 @@ impl Variant {
     pub const fn settings(self) -> &'static str {
         match self {
             Self::Buttress => {
-                "buttress #[resilient]: 500 ms per attempt, 5 s deadline, up to 5 attempts, \
+                "#[resilient]: 500 ms per attempt, 5 s deadline, up to 5 attempts, \
                  exponential backoff 100 ms-2 s with full jitter and never sooner than a 429's \
                  Retry-After, retry budget ratio 0.2 (cap 50), breaker opening at a 90% failure \
                  rate over a 500 ms window once 10 calls were seen, open 500 ms, 3 half-open \
@@ -91,11 +91,11 @@ impl Variant {
                  Timeout 500 ms per attempt; one idempotency key per operation"
             }
             Self::Naive => {
-                "naive loop: 500 ms per attempt, up to 3 retries a fixed 100 ms apart after any \
+                "hand-written loop: 500 ms per attempt, up to 3 retries a fixed 100 ms apart after any \
                  error, no jitter, no budget, no breaker, Retry-After ignored, a new idempotency \
                  key per attempt"
             }
-            Self::None => "none: one 500 ms attempt, no retry, no idempotency key",
+            Self::None => "one 500 ms attempt, no retry, no idempotency key",
         }
     }
 }
