@@ -325,3 +325,32 @@ impl PeerClient {
         self.opens.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_fully_jittered_under_a_doubling_cap() {
+        let mut policy = PeerRetryPolicy::new(Arc::new(TpsBudget::default()));
+        for retry in 1..=6 {
+            let cap = BACKOFF_BASE
+                .saturating_mul(1 << (retry - 1))
+                .min(BACKOFF_MAX);
+            let delays: Vec<Duration> = (0..200).map(|_| policy.backoff(retry)).collect();
+            assert!(delays.iter().all(|d| *d < cap), "retry {retry}: {delays:?}");
+            // Full jitter: delays spread over the whole range, down to near 0.
+            assert!(delays.iter().any(|d| *d < cap / 10), "retry {retry}");
+            assert!(delays.iter().any(|d| *d > cap * 9 / 10), "retry {retry}");
+        }
+    }
+
+    #[test]
+    fn each_operation_draws_its_own_delays() {
+        let template = PeerRetryPolicy::new(Arc::new(TpsBudget::default()));
+        let (mut a, mut b) = (template.clone(), template.clone());
+        let draws = |p: &mut PeerRetryPolicy| (0..8).map(|_| p.backoff(3)).collect::<Vec<_>>();
+        assert_ne!(draws(&mut a), draws(&mut b));
+        assert_eq!(a.attempts, 1);
+    }
+}
