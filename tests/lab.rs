@@ -1,11 +1,12 @@
 //! The outage lab in quick mode, against the real loopback provider, and
 //! the lab's two simulations.
 //!
-//! The four lab scenarios run once (about 10 s: the three clients of a
+//! The four lab scenarios run once (about 10 s: the four clients of a
 //! scenario run side by side), shared by the tests below.
 
 use std::sync::OnceLock;
 
+use buttress_examples::clients::lab::Variant;
 use buttress_examples::lab::amplification::{self, Mode};
 use buttress_examples::lab::backoff::{self, Strategy};
 use buttress_examples::lab::{report, run_lab, LabOptions, RunResult, ScenarioRuns};
@@ -39,7 +40,7 @@ fn run(scenario: &str, client: &str) -> &'static RunResult {
 #[test]
 fn every_run_is_complete() {
     for scenario in lab() {
-        assert_eq!(scenario.runs.len(), 3);
+        assert_eq!(scenario.runs.len(), Variant::ALL.len());
         for r in &scenario.runs {
             let s = &r.score;
             assert_eq!(s.logical_requests, 250, "{s:?}");
@@ -52,7 +53,7 @@ fn every_run_is_complete() {
     let json: serde_json::Value =
         serde_json::from_str(&report::json(lab())).expect("the JSON scorecard parses");
     let rows = json.as_array().expect("an array");
-    assert_eq!(rows.len(), SCENARIOS.len() * 3);
+    assert_eq!(rows.len(), SCENARIOS.len() * Variant::ALL.len());
     for row in rows {
         let mut keys: Vec<&str> = row
             .as_object()
@@ -90,6 +91,19 @@ fn late_answers_cause_no_duplicate_with_buttress() {
         run("late_answers", "none").score.duplicates
     );
     assert_eq!(buttress.score.duplicates, 0, "{:?}", buttress.score);
+}
+
+#[test]
+fn the_tower_peer_keeps_one_key_per_operation_and_opens_its_breaker() {
+    let late = run("late_answers", "tower");
+    assert_eq!(late.score.duplicates, 0, "{:?}", late.score);
+    let outage = run("outage", "tower");
+    println!(
+        "outage: tower amplification {} (incident {:?}), breaker opened {} times",
+        outage.score.amplification, outage.incident_amplification, outage.score.breaker_opens
+    );
+    assert!(outage.score.breaker_opens >= 1, "{:?}", outage.score);
+    assert!(outage.rejected_locally > 0, "{:?}", outage.score);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use buttress::{BreakerState, Registry};
 use buttress_examples::clients::lab::{reset_shared_state, LabClient, Variant};
 use buttress_examples::clients::payments::{ChargeRequest, PaymentsClient, PaymentsError};
+use buttress_examples::clients::peer::PeerClient;
 use buttress_examples::clients::voice::{CallRequest, VoiceClient};
 use buttress_examples::provider::{fault_roll, Latency, Phase, ProviderServer, Schedule};
 use tokio::sync::{Mutex, MutexGuard};
@@ -262,9 +263,91 @@ async fn variants_by_name() {
     }
     assert_eq!(
         Variant::ALL.map(Variant::name),
-        ["buttress", "naive", "none"]
+        ["buttress", "tower", "naive", "none"]
     );
+    assert_eq!("peer".parse::<Variant>().unwrap(), Variant::Peer);
+    assert!(Variant::ALL.iter().all(|v| !v.settings().is_empty()));
     assert!("retry-harder".parse::<Variant>().is_err());
+}
+
+#[tokio::test]
+async fn peer_client_one_key_per_operation_when_healthy() {
+    let server = start(Phase::Healthy { latency: fixed(1) }, 1).await;
+    let client = PeerClient::new(&server.url);
+    let charge = client
+        .create_charge(&charge_request("peer-order-1", 1))
+        .await
+        .unwrap();
+    assert_eq!(charge.amount, 2500);
+    assert_eq!(charge.status, "succeeded");
+    // The caller resends the operation with its key: the same charge.
+    let again = client
+        .create_charge(&charge_request("peer-order-1", 1))
+        .await
+        .unwrap();
+    assert_eq!(again, charge);
+
+    let lab = LabClient::new(Variant::Peer, &server.url);
+    let (a, b, c) = tokio::join!(lab.charge(2), lab.charge(3), lab.charge(4));
+    assert!([a, b, c].iter().all(|o| o.ok && !o.rejected_locally));
+    let stats = server.stats();
+    assert_eq!(stats.requests, 5, "one attempt per call");
+    assert_eq!(stats.effects, 4);
+    assert_eq!(stats.duplicates, 0);
+    assert!(stats.replays >= 1);
+    assert_eq!(lab.breaker_opens(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn peer_client_retries_reuse_the_key_on_late_answers() {
+    let server = start(
+        Phase::LateAnswers {
+            rate: 1.0,
+            delay: Duration::from_secs(1),
+            latency: fixed(5),
+        },
+        1,
+    )
+    .await;
+    let lab = LabClient::new(Variant::Peer, &server.url);
+    // Each operation's first attempt commits and times out (500 ms); the
+    // retry, with the same key, gets the stored charge.
+    let (a, b, c) = tokio::join!(lab.charge(1), lab.charge(2), lab.charge(3));
+    let outcomes = [a, b, c];
+    assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+    let stats = server.stats();
+    assert_eq!(stats.effects, 3);
+    assert_eq!(stats.duplicates, 0);
+    assert!(stats.replays >= 3, "{stats:?}");
+    assert!(stats.requests >= 6);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn peer_client_breaker_refuses_calls_in_a_long_outage() {
+    let server = start(Phase::Down, 1).await;
+    let lab = std::sync::Arc::new(LabClient::new(Variant::Peer, &server.url));
+    // Open-loop traffic, as in the lab: 60 operations over 1.2 s.
+    let mut tasks = tokio::task::JoinSet::new();
+    for op in 0..60 {
+        let lab = std::sync::Arc::clone(&lab);
+        tasks.spawn(async move { lab.charge(op).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = tasks.join_next().await {
+        outcomes.push(outcome.unwrap());
+    }
+    assert!(outcomes.iter().all(|o| !o.ok));
+    assert!(lab.breaker_opens() >= 1);
+    let rejected = outcomes.iter().filter(|o| o.rejected_locally).count();
+    assert!(rejected >= 10, "{outcomes:#?}");
+    let stats = server.stats();
+    // Without the breaker and budget: 60 operations × 5 attempts.
+    assert!(stats.requests < 60 * 5, "{}", stats.requests);
+    assert_eq!(stats.effects, 0);
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The outage lab: a fault-injecting provider on 127.0.0.1, three clients
-//! (buttress, naive retries, no retries), one scorecard.
+//! (buttress, a tower stack, naive retries, no retries), one scorecard.
 //!
 //! ```text
 //! cargo run --release -p buttress-examples --bin lab              # every scenario, ~1.5 min
@@ -36,9 +36,13 @@ the load each client put on the provider, the success rate and latency its calle
 duplicate charges, and circuit-breaker openings.
 
 Scenarios: healthy, latency_spike, burst_503, storm_429, outage, late_answers, flapping.
-Clients:   buttress (500 ms per attempt, 5 s deadline, up to 4 attempts with jittered backoff
+Clients:   buttress (500 ms per attempt, 5 s deadline, up to 5 attempts with jittered backoff
                      under a retry budget, Retry-After honoured, a circuit breaker, one
                      idempotency key per operation),
+           tower    (the same operation from tower 0.5 and tower-resilience 0.13: deadline,
+                     retry with tower's TpsBudget and full-jitter backoff, circuit breaker,
+                     concurrency limit, 500 ms timeout, one idempotency key per operation;
+                     Retry-After ignored; `--client peer` also selects it),
            naive    (500 ms per attempt, up to 3 retries 100 ms apart after any error,
                      Retry-After ignored, a new idempotency key per request),
            none     (500 ms, one attempt).
@@ -61,7 +65,7 @@ struct Cli {
     )]
     scenarios: Vec<String>,
 
-    /// Run only this client (repeatable; default: buttress, naive, none)
+    /// Run only this client (repeatable; default: buttress, tower, naive, none)
     #[arg(long = "client", value_name = "NAME")]
     clients: Vec<String>,
 
@@ -229,6 +233,12 @@ async fn scorecard(cli: &Cli) -> Result<(), String> {
         if options.quick { ", quick" } else { "" },
         report::scorecard(&results)
     ))?;
+    let settings: String = options
+        .clients
+        .iter()
+        .map(|c| format!("  {:<9}{}\n", c.name(), c.settings()))
+        .collect();
+    emit(&format!("\nclient settings:\n{settings}"))?;
 
     if let Some((path, mut file)) = json {
         let text = report::json(&results);

@@ -1,18 +1,25 @@
-//! The three clients the outage lab compares, all creating charges
+//! The clients the outage lab compares, all creating charges
 //! (`POST /v1/charges`) against the same provider:
 //!
 //! - [`Variant::Buttress`]: [`PaymentsClient::create_charge`], the
 //!   `#[resilient]` method: per-attempt timeout, deadline, jittered
 //!   exponential backoff honouring `Retry-After`, a retry budget, a circuit
 //!   breaker, and one idempotency key per operation.
+//! - [`Variant::Peer`] (`tower`): [`PeerClient::create_charge`], the same
+//!   operation built from published crates the way their documentation
+//!   shows (tower's retry, retry budget, timeout and concurrency limit, the
+//!   `tower-resilience` circuit breaker), with buttress's settings wherever
+//!   those crates can express them, and one idempotency key per operation.
+//!   See [`peer`](super::peer) for what they cannot express.
 //! - [`Variant::Naive`]: what many hand-written clients do: up to 3 retries
 //!   after any failure, a fixed 100 ms apart (no jitter, no budget, no
 //!   breaker, `Retry-After` ignored), and an idempotency key generated per
 //!   request, so each retry looks like a new charge to the provider.
 //! - [`Variant::None`]: one attempt, no retry.
 //!
-//! All three use the same 500 ms per-attempt timeout, and send
+//! All of them use the same 500 ms per-attempt timeout, and send
 //! `X-Lab-Operation` so the provider can count effects per operation.
+//! [`Variant::settings`] gives each one's settings in a line.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +30,7 @@ use buttress::Registry;
 
 use super::http_client;
 use super::payments::{with_operation, ChargeRequest, PaymentsClient, PaymentsError};
+use super::peer::PeerClient;
 
 /// The provider name the Buttress variant's shared state is registered under.
 const PROVIDER: &str = "payments";
@@ -39,6 +47,8 @@ const NAIVE_DELAY: Duration = Duration::from_millis(100);
 pub enum Variant {
     /// The `#[resilient]` [`PaymentsClient`].
     Buttress,
+    /// The [`PeerClient`], from tower and tower-resilience; named `tower`.
+    Peer,
     /// A hand-written retry loop.
     Naive,
     /// A single attempt.
@@ -47,15 +57,45 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in presentation order.
-    pub const ALL: [Self; 3] = [Self::Buttress, Self::Naive, Self::None];
+    pub const ALL: [Self; 4] = [Self::Buttress, Self::Peer, Self::Naive, Self::None];
 
-    /// `"buttress"`, `"naive"` or `"none"`.
+    /// `"buttress"`, `"tower"`, `"naive"` or `"none"`.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::Buttress => "buttress",
+            Self::Peer => "tower",
             Self::Naive => "naive",
             Self::None => "none",
+        }
+    }
+
+    /// The variant's settings, in one line.
+    #[must_use]
+    pub const fn settings(self) -> &'static str {
+        match self {
+            Self::Buttress => {
+                "#[resilient]: 500 ms per attempt, 5 s deadline, up to 5 attempts, \
+                 exponential backoff 100 ms-2 s with full jitter and never sooner than a 429's \
+                 Retry-After, retry budget ratio 0.2 (cap 50), breaker opening at a 90% failure \
+                 rate over a 500 ms window once 10 calls were seen, open 500 ms, 3 half-open \
+                 probes, one idempotency key per operation"
+            }
+            Self::Peer => {
+                "tower 0.5 + tower-resilience 0.13 (circuitbreaker): 5 s deadline \
+                 (tokio::time::timeout) > Retry (up to 5 attempts; TpsBudget::default(): 10 s \
+                 window, 10 retries/s reserve, 20% of successes; backoff 100 ms-2 s with full \
+                 jitter; retries connection errors, timeouts, 5xx, 409, 429; Retry-After ignored, \
+                 tower has no support for it) > breaker (90% failure rate over a 500 ms time \
+                 window, min 10 calls, open 500 ms, 3 half-open probes) > ConcurrencyLimit 256 > \
+                 Timeout 500 ms per attempt; one idempotency key per operation"
+            }
+            Self::Naive => {
+                "hand-written loop: 500 ms per attempt, up to 3 retries a fixed 100 ms apart after any \
+                 error, no jitter, no budget, no breaker, Retry-After ignored, a new idempotency \
+                 key per attempt"
+            }
+            Self::None => "one 500 ms attempt, no retry, no idempotency key",
         }
     }
 }
@@ -68,16 +108,21 @@ impl fmt::Display for Variant {
 
 /// A name that is not a [`Variant`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown client variant `{0}` (expected buttress, naive or none)")]
+#[error("unknown client variant `{0}` (expected buttress, tower, naive or none)")]
 pub struct UnknownVariant(pub String);
 
 impl FromStr for Variant {
     type Err = UnknownVariant;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim();
+        // `peer` is accepted too, for the tower variant.
+        if name.eq_ignore_ascii_case("peer") {
+            return Ok(Self::Peer);
+        }
         Self::ALL
             .into_iter()
-            .find(|v| v.name().eq_ignore_ascii_case(s.trim()))
+            .find(|v| v.name().eq_ignore_ascii_case(name))
             .ok_or_else(|| UnknownVariant(s.to_owned()))
     }
 }
@@ -94,7 +139,8 @@ pub struct Outcome {
     /// with a provider error: a fast failure that spared the provider. An
     /// operation refused before its first attempt never reached the
     /// provider; one refused on a retry had sent its earlier attempts.
-    /// Always `false` for the naive and single-attempt clients.
+    /// Always `false` for the naive and single-attempt clients; for the
+    /// tower client, `true` when its breaker refused an attempt.
     pub rejected_locally: bool,
 }
 
@@ -105,6 +151,7 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 enum Inner {
     Buttress(PaymentsClient),
+    Peer(PeerClient),
     Plain { http: reqwest::Client, base: String },
 }
 
@@ -121,11 +168,13 @@ impl LabClient {
     /// A client of `variant` for the provider at `base_url`.
     ///
     /// Buttress clients share the process-wide `"payments"` breaker and
-    /// retry budget: run one at a time, after [`reset_shared_state`].
+    /// retry budget: run one at a time, after [`reset_shared_state`]. A
+    /// tower client has its own breaker and budget, fresh with the client.
     #[must_use]
     pub fn new(variant: Variant, base_url: &str) -> Self {
         let inner = match variant {
             Variant::Buttress => Inner::Buttress(PaymentsClient::new(base_url)),
+            Variant::Peer => Inner::Peer(PeerClient::new(base_url)),
             Variant::Naive | Variant::None => Inner::Plain {
                 http: http_client(),
                 base: base_url.trim_end_matches('/').to_owned(),
@@ -151,8 +200,8 @@ impl LabClient {
     }
 
     /// The charge request of logical operation `operation`: the same on
-    /// every call with that number (for the Buttress variant, the same
-    /// idempotency key), distinct between operations.
+    /// every call with that number (for the Buttress and tower variants,
+    /// the same idempotency key), distinct between operations.
     #[must_use]
     pub fn request(&self, operation: u64) -> ChargeRequest {
         ChargeRequest {
@@ -172,6 +221,10 @@ impl LabClient {
             Inner::Buttress(client) => match client.create_charge(&request).await {
                 Ok(_) => (true, false),
                 Err(error) => (false, rejected_locally(&error)),
+            },
+            Inner::Peer(client) => match client.create_charge(&request).await {
+                Ok(_) => (true, false),
+                Err(error) => (false, error.is_rejected_locally()),
             },
             Inner::Plain { http, base } => {
                 let attempts = match self.variant {
@@ -202,13 +255,15 @@ impl LabClient {
         }
     }
 
-    /// How many times the shared `"payments"` breaker opened since this
-    /// client was made (Buttress only; 0 for the others).
+    /// How many times the client's breaker opened since the client was
+    /// made: the shared `"payments"` breaker for Buttress, the client's own
+    /// for tower, 0 for the others.
     #[must_use]
     pub fn breaker_opens(&self) -> u64 {
-        match self.variant {
-            Variant::Buttress => times_opened().saturating_sub(self.opens_at_start),
-            Variant::Naive | Variant::None => 0,
+        match &self.inner {
+            Inner::Buttress(_) => times_opened().saturating_sub(self.opens_at_start),
+            Inner::Peer(client) => client.breaker_opens(),
+            Inner::Plain { .. } => 0,
         }
     }
 }

@@ -3,8 +3,10 @@
 //! - [`payments`]: charges and refunds, every creating call `#[resilient]`
 //!   and idempotent with a caller-chosen key sent as `Idempotency-Key`.
 //! - [`voice`]: placing calls and reading their status.
-//! - [`lab`]: the three clients the outage lab compares on the same
-//!   operation (buttress, a naive retry loop, no retries at all).
+//! - [`peer`]: the lab's charge built from tower and tower-resilience, the
+//!   peers' way, with buttress's settings.
+//! - [`lab`]: the clients the outage lab compares on the same operation
+//!   (buttress, the tower peer, a naive retry loop, no retries at all).
 //!
 //! Every client sends `X-Lab-Operation` when its request says which logical
 //! operation it belongs to. That header is lab instrumentation (the provider
@@ -17,6 +19,7 @@ use buttress::reqwest::HttpError;
 
 pub mod lab;
 pub mod payments;
+pub mod peer;
 pub mod voice;
 
 /// A reqwest client for the provider on `127.0.0.1`: no proxy (a proxy from

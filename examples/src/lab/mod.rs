@@ -4,7 +4,8 @@
 //! For every scenario (a [`Schedule`](crate::provider::Schedule) of provider
 //! phases: healthy, latency spike, a burst of 503s, a 429 storm, an outage,
 //! late answers, flapping) and every client
-//! ([`Variant`](crate::clients::lab::Variant): `buttress`, `naive`, `none`),
+//! ([`Variant`](crate::clients::lab::Variant): `buttress`, `tower`, `naive`,
+//! `none`),
 //! [`run_lab`] starts a fresh [`ProviderServer`](crate::provider::ProviderServer)
 //! on 127.0.0.1 with the same schedule and seed, and drives it *open loop*:
 //! logical operations are issued at a fixed rate, whatever the answers, as

@@ -17,6 +17,7 @@ const FONT: &str = "sans-serif";
 fn color_of(client: &str) -> RGBColor {
     match client {
         "buttress" => RGBColor(0x1b, 0x9e, 0x77),
+        "tower" => RGBColor(0xe7, 0x29, 0x8a),
         "naive" => RGBColor(0xd9, 0x5f, 0x02),
         _ => RGBColor(0x75, 0x70, 0xb3),
     }

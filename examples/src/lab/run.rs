@@ -22,7 +22,7 @@ pub const DEFAULT_RATE: u32 = 50;
 pub const DEFAULT_SEED: u64 = 42;
 /// How long a run waits, after its last operation was issued, for the
 /// operations still in flight. Every client gives up on an operation well
-/// before this (the buttress client's deadline is 5 s, the naive client's
+/// before this (the buttress and tower clients' deadline is 5 s, the naive client's
 /// four 500 ms attempts take at most 2.3 s); an operation still running then
 /// is counted as a failure and abandoned.
 pub const STRAGGLER_WAIT: Duration = Duration::from_secs(6);
@@ -100,7 +100,7 @@ impl LabOptions {
 pub struct Score {
     /// The scenario's name.
     pub scenario: String,
-    /// The client: `buttress`, `naive` or `none`.
+    /// The client: `buttress`, `tower`, `naive` or `none`.
     pub client: String,
     /// Logical operations issued (each one charge the caller wanted made).
     pub logical_requests: u64,
@@ -174,7 +174,7 @@ pub struct ScenarioRuns {
 pub enum LabError {
     /// Not one of [`SCENARIOS`].
     UnknownScenario(String),
-    /// Not `buttress`, `naive` or `none`.
+    /// Not `buttress`, `tower`, `naive` or `none`.
     UnknownClient(String),
     /// Rate out of range.
     Rate(u32),
