@@ -537,3 +537,49 @@ async fn the_admitted_rate_converges_on_an_unannounced_quota() {
     );
     assert!(quota > 0.0, "a quota was learned");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_throttle_rejects_by_the_formula() {
+    use buttress::throttle::ThrottleConfig;
+    let registry = Registry::new();
+    let start = Instant::now();
+    // Accepts for the first 20 calls, then fails everything.
+    let provider = Provider::new(move |at| {
+        if at < start + ms(200) {
+            Ok(())
+        } else {
+            Err(Fail::Unavailable)
+        }
+    });
+    let p = Policy::builder("throttled")
+        .timeout(ms(500))
+        .deadline(ms(5000))
+        .retry(no_retry())
+        .no_breaker()
+        .recovery(RecoveryConfig::fail_fast())
+        .throttle(
+            ThrottleConfig::new()
+                .with_k(2.0)
+                .with_window(Duration::from_secs(60)),
+        )
+        .seed(3)
+        .build_in(&registry)
+        .unwrap();
+    let mut throttled = 0;
+    for _ in 0..400 {
+        let throttle = p.shared().throttle().expect("a throttle");
+        let (requests, accepts) = throttle.counts();
+        let expected =
+            ((requests as f64 - 2.0 * accepts as f64) / (requests as f64 + 1.0)).max(0.0);
+        assert!((throttle.rejection_probability() - expected).abs() < 1e-12);
+        if let Err(Fail::Buttress(Error::Throttled { .. })) = p.run(|| provider.call("op")).await {
+            throttled += 1;
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+    let sent = provider.calls().len();
+    assert_eq!(sent + throttled, 400, "every call was sent or throttled");
+    // Once failing, the provider sees about k × its accepts (20 × 2), not all 400.
+    assert!(throttled >= 300, "{throttled} throttled");
+    assert!(sent <= 100, "{sent} sent");
+}

@@ -97,6 +97,8 @@ pub enum Rejection {
     Cooldown,
     /// The provider's waiting queue was full.
     QueueFull,
+    /// The adaptive throttle refused it.
+    Throttled,
 }
 
 impl Rejection {
@@ -110,6 +112,7 @@ impl Rejection {
             Self::Bulkhead => "bulkhead",
             Self::Cooldown => "cooldown",
             Self::QueueFull => "queue_full",
+            Self::Throttled => "throttled",
         }
     }
 }
@@ -325,6 +328,17 @@ where
             }
         }
 
+        if let Some(throttle) = &provider.throttle {
+            if !throttle.admit(&policy.rng) {
+                return self.reject(
+                    Rejection::Throttled,
+                    Error::Throttled {
+                        provider: self.provider_name(),
+                    },
+                );
+            }
+        }
+
         let permit = if provider.gate.is_active() {
             match self.admit_through_gate(attempt).await {
                 Ok(permit) => permit,
@@ -417,6 +431,9 @@ where
         let probe = permit.kind() == PermitKind::Probe;
         match finished {
             Finished::Done(Ok(value)) => {
+                if let Some(throttle) = &provider.throttle {
+                    throttle.record(true);
+                }
                 if trips {
                     provider.breaker.record(permit, false, elapsed);
                 } else {
@@ -435,6 +452,9 @@ where
                 // the breaker (which would stop them all).
                 let paced =
                     class == ErrorClass::RateLimited && provider.gate.config().learn_quota();
+                if let Some(throttle) = &provider.throttle {
+                    throttle.record(!class.is_provider_failure());
+                }
                 if trips && !paced {
                     provider
                         .breaker
@@ -447,12 +467,19 @@ where
                 }
                 self.attempt_ended(Some(class), elapsed);
                 let retry_after = error.retry_after();
-                if class == ErrorClass::RateLimited || retry_after.is_some() {
+                // Only the provider's own answers pause it: a nested
+                // wrapper's local rejection (Permanent) carries a wait too.
+                if class == ErrorClass::RateLimited
+                    || (retry_after.is_some() && class != ErrorClass::Permanent)
+                {
                     self.provider_pushed_back(class, retry_after);
                 }
                 self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
+                if let Some(throttle) = &provider.throttle {
+                    throttle.record(false);
+                }
                 if trips {
                     provider.breaker.record(permit, true, elapsed);
                 } else {

@@ -54,6 +54,14 @@ pub enum Error {
         /// When the breaker will next admit a probe, if known.
         retry_in: Option<Duration>,
     },
+    /// The adaptive throttle refused the call locally (the provider has
+    /// been accepting too few of the recent requests).
+    #[error("{provider}: throttled locally; the provider accepted too few of the recent requests, so some are not sent")]
+    #[non_exhaustive]
+    Throttled {
+        /// The provider concerned.
+        provider: Arc<str>,
+    },
     /// The provider's retry budget is spent. A wrapped call returns the last
     /// provider error instead; this variant is what telemetry and
     /// [`crate::Policy`] users see.
@@ -137,6 +145,7 @@ impl Error {
             Self::Timeout { provider, .. }
             | Self::DeadlineExceeded { provider, .. }
             | Self::CircuitOpen { provider, .. }
+            | Self::Throttled { provider }
             | Self::BudgetExhausted { provider }
             | Self::RateLimited { provider, .. }
             | Self::BulkheadFull { provider, .. }
@@ -148,7 +157,7 @@ impl Error {
     }
 
     /// A short, stable name for the variant (`timeout`, `deadline`,
-    /// `circuit_open`, `budget`, `rate_limit`, `bulkhead`, `in_flight`,
+    /// `circuit_open`, `throttled`, `budget`, `rate_limit`, `bulkhead`, `in_flight`,
     /// `key_reused`, `invalid_policy`, `store`), used in telemetry labels.
     #[must_use]
     pub const fn reason(&self) -> &'static str {
@@ -156,6 +165,7 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::DeadlineExceeded { .. } => "deadline",
             Self::CircuitOpen { .. } => "circuit_open",
+            Self::Throttled { .. } => "throttled",
             Self::BudgetExhausted { .. } => "budget",
             Self::RateLimited { .. } => "rate_limit",
             Self::BulkheadFull { .. } => "bulkhead",
@@ -172,6 +182,7 @@ impl Error {
         matches!(
             self,
             Self::CircuitOpen { .. }
+                | Self::Throttled { .. }
                 | Self::BudgetExhausted { .. }
                 | Self::RateLimited { .. }
                 | Self::BulkheadFull { .. }
