@@ -793,7 +793,12 @@ where
             delay = ?delay,
             "retrying"
         );
-        policy.provider.gate.retrying();
+        if policy.provider.budget.is_some() {
+            // Retries stay within the budget's promise at every time scale,
+            // not only on average: the gate paces them (a user who turned
+            // the budget off asked for unthrottled retries).
+            policy.provider.gate.retrying();
+        }
         policy.telemetry.retried(policy);
         crate::events::emit(&crate::events::PolicyEvent::RetryScheduled {
             provider: &policy.config.provider,
