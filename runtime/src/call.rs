@@ -450,8 +450,8 @@ where
                 // A provider that rate-limits is not failing: with quota
                 // learning on, its 429s pace the calls instead of opening
                 // the breaker (which would stop them all).
-                let paced =
-                    class == ErrorClass::RateLimited && provider.gate.config().learn_quota();
+                let paced = class == ErrorClass::RateLimited
+                    && (provider.gate.config().learn_quota() || provider.gate.config().wait());
                 if let Some(throttle) = &provider.throttle {
                     throttle.record(!class.is_provider_failure());
                 }
@@ -588,7 +588,7 @@ where
         }
         if class == ErrorClass::RateLimited {
             let sent_at = self.last_attempt_at().unwrap_or_else(Instant::now);
-            gate.rate_limited(sent_at);
+            gate.rate_limited(sent_at, retry_after);
         }
     }
 

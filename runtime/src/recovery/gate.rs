@@ -243,8 +243,11 @@ impl Gate {
     /// A request sent at `sent_at` was answered `429`: lower the learned
     /// quota (at most once per round of requests).
     #[cold]
-    pub fn rate_limited(&self, sent_at: Instant) {
-        if !self.config.learn_quota {
+    pub fn rate_limited(&self, sent_at: Instant, retry_after: Option<Duration>) {
+        // A `Retry-After` says when capacity returns: the cooldown follows
+        // it (and a token-bucket provider refills meanwhile). Only a 429
+        // without one leaves the rate to be learned.
+        if !self.config.learn_quota || retry_after.is_some() {
             return;
         }
         self.activate();
