@@ -175,7 +175,11 @@ async fn breaker_trips_probes_and_closes_and_is_shared_by_provider() {
     // breaker probes (its 30 s deadline allows it): it is the first probe.
     let start = tokio::time::Instant::now();
     guarded(&provider, false).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_secs(10), "waited for the probe");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(10),
+        "waited for the probe"
+    );
     assert_eq!(provider.calls(), 5);
     assert_eq!(handle.state(), BreakerState::HalfOpen);
     guarded_too(&provider).await.unwrap();

@@ -565,7 +565,7 @@ where
                             retry_after: retry_in.unwrap_or_default(),
                         },
                     ),
-                    BlockReason::Pace => (
+                    BlockReason::Pace | BlockReason::Quota => (
                         Rejection::RateLimit,
                         Error::RateLimited {
                             provider: self.provider_name(),

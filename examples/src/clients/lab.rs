@@ -220,7 +220,12 @@ impl LabClient {
         let (ok, rejected_locally) = match &self.inner {
             Inner::Buttress(client) => match client.create_charge(&request).await {
                 Ok(_) => (true, false),
-                Err(error) => { if std::env::var_os("LAB_DEBUG").is_some() { eprintln!("DBG {:?} {error}", started.elapsed()); } (false, rejected_locally(&error)) },
+                Err(error) => {
+                    if std::env::var_os("LAB_DEBUG").is_some() {
+                        eprintln!("DBG {:?} {error}", started.elapsed());
+                    }
+                    (false, rejected_locally(&error))
+                }
             },
             Inner::Peer(client) => match client.create_charge(&request).await {
                 Ok(_) => (true, false),

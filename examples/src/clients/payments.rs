@@ -147,7 +147,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
         idempotent(key = req.idempotency_key),
     )]
     pub async fn create_charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentsError> {
@@ -174,7 +174,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
         idempotent(key = key),
     )]
     pub async fn refund(&self, charge_id: &str, key: &str) -> Result<Refund, PaymentsError> {
@@ -198,7 +198,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
         idempotent,
     )]
     pub async fn get_charge(&self, id: &str) -> Result<Charge, PaymentsError> {

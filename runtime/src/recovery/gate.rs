@@ -55,18 +55,22 @@ pub enum BlockReason {
     CircuitOpen,
     /// Admission is paced and the next slot is later.
     Pace,
+    /// The learned quota's next slot is later.
+    Quota,
     /// The waiting queue is full.
     QueueFull,
 }
 
 impl BlockReason {
-    /// The telemetry label: `cooldown`, `circuit_open`, `pace`, `queue_full`.
+    /// The telemetry label: `cooldown`, `circuit_open`, `pace`, `quota`,
+    /// `queue_full`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Cooldown => "cooldown",
             Self::CircuitOpen => "circuit_open",
             Self::Pace => "pace",
+            Self::Quota => "quota",
             Self::QueueFull => "queue_full",
         }
     }
@@ -133,9 +137,13 @@ pub struct Gate {
 struct Inner {
     /// Waiters by (deadline in nanoseconds since `base`, arrival order).
     waiters: BTreeMap<(u64, u64), Arc<Notify>>,
+    /// Waiters that an open breaker or a cooldown held back.
+    held: usize,
     seq: u64,
     /// The earliest instant of the next paced admission (ns since base).
     next_slot: u64,
+    /// The earliest instant of the next admission under the learned quota.
+    next_quota_slot: u64,
     /// First attempts seen while active (ns since base), the last second.
     arrivals: VecDeque<u64>,
     /// When the gate last became active (ns since base).
@@ -295,7 +303,7 @@ impl Gate {
             active: self.is_active(),
             waiting: inner.waiters.len(),
             cooldown: (cooldown > at).then(|| Duration::from_nanos(cooldown - at)),
-            paced_rate: self.rate(&mut inner, at),
+            paced_rate: self.admitted_rate(&mut inner, at),
             learned_quota: inner.quota,
             released: self.released.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
@@ -312,6 +320,7 @@ impl Gate {
         inner.quota_pending = false;
         inner.paced_until = 0;
         inner.next_slot = 0;
+        inner.next_quota_slot = 0;
         inner.arrivals.clear();
         for notify in inner.waiters.values() {
             notify.notify_one();
@@ -335,7 +344,8 @@ impl Gate {
         (inner.arrivals.len() + 1) as f64 / (span as f64 / 1e9)
     }
 
-    /// The admitted rate now, per second; `None` when not paced.
+    /// The pace now, per second (`None` when not paced), after bringing
+    /// the learned quota up to date.
     fn rate(&self, inner: &mut Inner, now: u64) -> Option<f64> {
         let demand = self.demand(inner, now);
         if inner.quota_pending
@@ -361,8 +371,12 @@ impl Gate {
             }
         }
         let paced = self.config.wait && (now < inner.paced_until || !inner.waiters.is_empty());
-        let pace = paced.then(|| (self.config.pace * demand).max(self.config.min_rate));
-        match (pace, inner.quota) {
+        paced.then(|| (self.config.pace * demand).max(self.config.min_rate))
+    }
+
+    /// The pace and the learned quota now, per second, as one rate.
+    fn admitted_rate(&self, inner: &mut Inner, now: u64) -> Option<f64> {
+        match (self.rate(inner, now), inner.quota) {
             (Some(p), Some(q)) => Some(p.min(q)),
             (p, q) => p.or(q),
         }
@@ -390,12 +404,23 @@ impl Gate {
                 until: Some(self.instant(cooldown)),
             });
         }
-        let rate = self.rate(inner, at);
-        let interval = if breaker.state() == BreakerState::ForcedClosed {
-            None // an operator said: let everything through
-        } else {
-            rate.map(|r| (1e9 / r) as u64)
-        };
+        let pace = self.rate(inner, at);
+        let forced_closed = breaker.state() == BreakerState::ForcedClosed;
+        // An operator who forced the breaker closed said: let everything through.
+        let interval = pace.filter(|_| !forced_closed).map(|r| (1e9 / r) as u64);
+        let quota_interval = inner
+            .quota
+            .filter(|_| !forced_closed)
+            .map(|r| (1e9 / r) as u64);
+        if let Some(interval) = quota_interval {
+            // The learned quota binds every call, new ones included.
+            if inner.next_quota_slot > at.saturating_add(interval) {
+                return Err(Blocked {
+                    reason: BlockReason::Quota,
+                    until: Some(self.instant(inner.next_quota_slot - interval)),
+                });
+            }
+        }
         if let (Some(interval), false) = (interval, new_call) {
             // One interval of tolerance: a call that finds the slot just
             // passed goes at once, so evenly spaced arrivals never queue.
@@ -410,6 +435,9 @@ impl Gate {
             Ok(permit) => {
                 if let Some(interval) = interval {
                     inner.next_slot = inner.next_slot.max(at).saturating_add(interval);
+                }
+                if let Some(interval) = quota_interval {
+                    inner.next_quota_slot = inner.next_quota_slot.max(at).saturating_add(interval);
                 }
                 Ok(permit)
             }
@@ -457,7 +485,11 @@ impl Gate {
             if first_attempt {
                 inner.arrivals.push_back(self.nanos(now));
             }
-            if inner.waiters.is_empty() || !self.config.wait {
+            // A new call queues behind waiters only when some of them were
+            // held back by the provider (an open breaker, a cooldown):
+            // those are released earliest deadline first. Retries waiting
+            // for a pace slot alone never delay a new call.
+            if inner.waiters.is_empty() || !self.config.wait || (first_attempt && inner.held == 0) {
                 match self.try_grant(&mut inner, breaker, now, first_attempt) {
                     Ok(permit) => {
                         self.settle(&mut inner, breaker, now);
@@ -468,7 +500,11 @@ impl Gate {
                         // one does not wait, and neither does one an
                         // operator's forced-open breaker turns away.
                         if !self.config.wait
-                            || (deadline.is_none() && blocked.reason != BlockReason::Pace)
+                            || (deadline.is_none()
+                                && !matches!(
+                                    blocked.reason,
+                                    BlockReason::Pace | BlockReason::Quota
+                                ))
                             || hopeless(&blocked, deadline)
                             || breaker.state() == BreakerState::ForcedOpen
                         {
@@ -493,6 +529,7 @@ impl Gate {
             gate: self,
             key,
             armed: true,
+            held: false,
         };
         let mut last = Blocked {
             reason: BlockReason::CircuitOpen,
@@ -521,6 +558,9 @@ impl Gate {
                         Ok(permit) => {
                             inner.waiters.remove(&key);
                             guard.armed = false;
+                            if guard.held {
+                                inner.held -= 1;
+                            }
                             wake_ends(&inner);
                             self.released.fetch_add(1, Ordering::Relaxed);
                             self.settle(&mut inner, breaker, now);
@@ -528,8 +568,23 @@ impl Gate {
                         }
                         Err(blocked) => {
                             last = blocked;
+                            if !guard.held
+                                && matches!(
+                                    blocked.reason,
+                                    BlockReason::CircuitOpen
+                                        | BlockReason::Cooldown
+                                        | BlockReason::Quota
+                                )
+                            {
+                                guard.held = true;
+                                inner.held += 1;
+                            }
                             if hopeless(&blocked, deadline)
-                                || (deadline.is_none() && blocked.reason != BlockReason::Pace)
+                                || (deadline.is_none()
+                                    && !matches!(
+                                        blocked.reason,
+                                        BlockReason::Pace | BlockReason::Quota
+                                    ))
                                 || breaker.state() == BreakerState::ForcedOpen
                             {
                                 return Err(blocked);
@@ -584,6 +639,8 @@ struct Waiter<'g> {
     gate: &'g Gate,
     key: (u64, u64),
     armed: bool,
+    /// Counted in `Inner::held`.
+    held: bool,
 }
 
 impl Drop for Waiter<'_> {
@@ -594,6 +651,9 @@ impl Drop for Waiter<'_> {
         self.gate.gave_up.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.gate.inner.write();
         inner.waiters.remove(&self.key);
+        if self.held {
+            inner.held -= 1;
+        }
         wake_ends(&inner);
     }
 }
