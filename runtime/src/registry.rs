@@ -94,7 +94,7 @@ impl Provider {
             budget: config.budget.map(|c| Arc::new(RetryBudget::new(c))),
             limiter: config.rate_limit.map(|c| Arc::new(RateLimiter::new(c))),
             bulkhead: config.bulkhead.map(|c| Arc::new(Bulkhead::new(c))),
-            gate: Arc::new(Gate::new(config.recovery)),
+            gate: Arc::new(Gate::new(Arc::clone(&name), config.recovery)),
             throttle: config.throttle.map(|c| Arc::new(AdaptiveThrottle::new(c))),
             name,
             config,
@@ -157,7 +157,7 @@ impl Provider {
             gate: if old.config.recovery == config.recovery {
                 Arc::clone(&old.gate)
             } else {
-                Arc::new(Gate::new(config.recovery))
+                Arc::new(Gate::new(Arc::clone(&old.name), config.recovery))
             },
             throttle: keep(
                 old.throttle.as_ref(),

@@ -121,6 +121,7 @@ pub struct RecoveryStats {
 /// A provider's gate (see the [module docs](self)).
 #[derive(Debug)]
 pub struct Gate {
+    provider: Arc<str>,
     config: RecoveryConfig,
     active: AtomicBool,
     /// The end of the provider-wide cooldown, in nanoseconds since `base`
@@ -160,8 +161,9 @@ struct Inner {
 impl Gate {
     /// An idle gate.
     #[must_use]
-    pub fn new(config: RecoveryConfig) -> Self {
+    pub fn new(provider: impl Into<Arc<str>>, config: RecoveryConfig) -> Self {
         Self {
+            provider: provider.into(),
             config,
             active: AtomicBool::new(false),
             cooldown_until: AtomicU64::new(0),
@@ -237,7 +239,9 @@ impl Gate {
         let before = self.cooldown_until.fetch_max(until, Ordering::AcqRel);
         if before < self.nanos(now) {
             self.cooldowns.fetch_add(1, Ordering::Relaxed);
+            self.metric(Metric::Cooldown);
             tracing::info!(
+                provider = &*self.provider,
                 retry_after = ?retry_after,
                 "provider asked for a pause: every caller waits"
             );
@@ -276,6 +280,7 @@ impl Gate {
                     return;
                 }
                 inner.quota = Some((q * QUOTA_DECREASE).max(self.config.min_rate));
+                tracing::debug!(provider = &*self.provider, quota = inner.quota, "a 429: learned quota lowered");
             }
         }
         inner.last_decrease = now;
@@ -363,11 +368,13 @@ impl Gate {
                 let steps = (since / step) as f64;
                 inner.quota = Some(q * (1.0 + QUOTA_GROWTH).powf(steps));
                 inner.last_increase = now;
+                self.quota_metric(inner.quota);
             }
             let forget = now.saturating_sub(inner.last_decrease) > duration_nanos(QUOTA_MEMORY)
                 && demand * self.config.pace < inner.quota.unwrap_or(q);
             if forget {
                 inner.quota = None;
+                self.quota_metric(None);
             }
         }
         let paced = self.config.wait && (now < inner.paced_until || !inner.waiters.is_empty());
@@ -523,6 +530,7 @@ impl Gate {
             inner.seq += 1;
             let key = (deadline.map_or(u64::MAX, |d| self.nanos(d)), inner.seq);
             inner.waiters.insert(key, Arc::clone(&notify));
+            self.metric(Metric::Waiting(inner.waiters.len()));
             key
         };
         let mut guard = Waiter {
@@ -563,6 +571,7 @@ impl Gate {
                             }
                             wake_ends(&inner);
                             self.released.fetch_add(1, Ordering::Relaxed);
+                            self.metric(Metric::Released(inner.waiters.len()));
                             self.settle(&mut inner, breaker, now);
                             return Ok(permit);
                         }
@@ -624,6 +633,56 @@ fn wake_ends(inner: &Inner) {
     }
 }
 
+/// What the gate reports through the `metrics` facade.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+enum Metric {
+    Waiting(usize),
+    Released(usize),
+    GaveUp(usize),
+    Cooldown,
+}
+
+impl Gate {
+    /// Report through the `metrics` facade (a no-op without the feature).
+    /// Only the gate's slow path reports, so the handles are looked up
+    /// each time rather than kept.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    fn metric(&self, metric: Metric) {
+        #[cfg(feature = "metrics")]
+        {
+            let provider = self.provider.to_string();
+            let waiting = |n: usize| {
+                metrics::gauge!("buttress_waiting_calls", "provider" => provider.clone()).set(n as f64);
+            };
+            match metric {
+                Metric::Waiting(n) => waiting(n),
+                Metric::Released(n) => {
+                    metrics::counter!("buttress_released_total", "provider" => provider.clone()).increment(1);
+                    waiting(n);
+                }
+                Metric::GaveUp(n) => {
+                    metrics::counter!("buttress_gave_up_total", "provider" => provider.clone()).increment(1);
+                    waiting(n);
+                }
+                Metric::Cooldown => {
+                    metrics::counter!("buttress_cooldowns_total", "provider" => provider.clone()).increment(1);
+                }
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = metric;
+    }
+
+    /// Report the learned quota (0 when none).
+    fn quota_metric(&self, quota: Option<f64>) {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("buttress_learned_quota", "provider" => self.provider.to_string())
+            .set(quota.unwrap_or(0.0));
+        #[cfg(not(feature = "metrics"))]
+        let _ = quota;
+    }
+}
+
 /// Whether what blocks cannot end before the deadline.
 fn hopeless(blocked: &Blocked, deadline: Option<Instant>) -> bool {
     matches!((blocked.until, deadline), (Some(until), Some(d)) if until >= d)
@@ -651,6 +710,7 @@ impl Drop for Waiter<'_> {
         self.gate.gave_up.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.gate.inner.write();
         inner.waiters.remove(&self.key);
+        self.gate.metric(Metric::GaveUp(inner.waiters.len()));
         if self.held {
             inner.held -= 1;
         }

@@ -15,20 +15,23 @@ const CLASSES: [&str; 5] = [
     "permanent",
 ];
 const OUTCOMES: [&str; 3] = ["ok", "error", "rejected"];
-const REASONS: [&str; 6] = [
+const REASONS: [&str; 9] = [
     "circuit_open",
     "budget",
     "rate_limit",
     "bulkhead",
     "deadline",
     "in_flight",
+    "cooldown",
+    "queue_full",
+    "throttled",
 ];
 
 pub(crate) struct SiteMetrics {
     calls: [Counter; 3],
     attempts: [Counter; 5],
     retries: Counter,
-    rejections: [Counter; 6],
+    rejections: [Counter; 9],
     call_duration: Histogram,
     attempt_duration: Histogram,
 }

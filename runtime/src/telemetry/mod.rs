@@ -29,10 +29,21 @@
 //! | `buttress_calls_total` | counter | `outcome`: `ok`, `error`, `rejected` |
 //! | `buttress_attempts_total` | counter | `class`: `ok`, `transient`, `rate_limited`, `outcome_unknown`, `permanent` |
 //! | `buttress_retries_total` | counter | |
-//! | `buttress_rejections_total` | counter | `reason`: `circuit_open`, `budget`, `rate_limit`, `bulkhead`, `deadline`, `in_flight` |
+//! | `buttress_rejections_total` | counter | `reason`: `circuit_open`, `budget`, `rate_limit`, `bulkhead`, `deadline`, `in_flight`, `cooldown`, `queue_full`, `throttled` |
 //! | `buttress_call_duration_seconds` | histogram | |
 //! | `buttress_attempt_duration_seconds` | histogram | |
 //! | `buttress_breaker_state` | gauge | 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed |
+//!
+//!
+//! Per provider (label `provider` only), from its [recovery gate](crate::recovery):
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `buttress_waiting_calls` | gauge | calls waiting for the provider to recover |
+//! | `buttress_released_total` | counter | waiting calls admitted |
+//! | `buttress_gave_up_total` | counter | waiting calls that left at their deadline (or were cancelled) |
+//! | `buttress_cooldowns_total` | counter | pauses started by a provider's `Retry-After` |
+//! | `buttress_learned_quota` | gauge | the rate learned from `429`s, calls per second (0: none) |
 //!
 //! A call or attempt that completed on its first poll waited for nothing
 //! and is recorded as taking 0 s: measuring it would cost two clock reads
