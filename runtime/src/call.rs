@@ -328,33 +328,19 @@ where
             }
         }
 
-        if let Some(throttle) = &provider.throttle {
-            if !throttle.admit(&policy.rng) {
-                return self.reject(
-                    Rejection::Throttled,
-                    Error::Throttled {
-                        provider: self.provider_name(),
-                    },
-                );
-            }
-        }
-
-        let permit = if provider.gate.is_active() {
-            match self.admit_through_gate(attempt).await {
+        // The happy path: no throttle, an idle gate, a closed breaker.
+        // (A provider with a throttle keeps its gate active for good.)
+        let fast = if provider.gate.is_active() {
+            None
+        } else {
+            provider.breaker.try_acquire().ok()
+        };
+        let permit = match fast {
+            Some(permit) => permit,
+            None => match Box::pin(self.admit_slow(attempt)).await {
                 Ok(permit) => permit,
                 Err(end) => return end,
-            }
-        } else {
-            match provider.breaker.try_acquire() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    provider.gate.activate();
-                    match self.admit_through_gate(attempt).await {
-                        Ok(permit) => permit,
-                        Err(end) => return end,
-                    }
-                }
-            }
+            },
         };
 
         if let Some(limiter) = &provider.limiter {
@@ -513,10 +499,38 @@ where
         }
     }
 
-    /// The gate's slow path: wait (if the policy waits) until the provider
-    /// can take this attempt, or end the call.
+    /// Admission off the happy path: the adaptive throttle, then the
+    /// breaker, then (when the gate is active or the breaker refused) the
+    /// gate.
     #[cold]
     #[inline(never)]
+    async fn admit_slow(
+        &mut self,
+        attempt: u32,
+    ) -> Result<BreakerPermit<'p>, ControlFlow<Result<T, E>>> {
+        let policy = self.policy;
+        let provider: &'p crate::registry::Provider = &policy.provider;
+        if let Some(throttle) = &provider.throttle {
+            if !throttle.admit(&policy.rng) {
+                return Err(self.reject(
+                    Rejection::Throttled,
+                    Error::Throttled {
+                        provider: self.provider_name(),
+                    },
+                ));
+            }
+        }
+        if !provider.gate.is_active() {
+            match provider.breaker.try_acquire() {
+                Ok(permit) => return Ok(permit),
+                Err(_) => provider.gate.activate(),
+            }
+        }
+        self.admit_through_gate(attempt).await
+    }
+
+    /// The gate's slow path: wait (if the policy waits) until the provider
+    /// can take this attempt, or end the call.
     async fn admit_through_gate(
         &mut self,
         attempt: u32,

@@ -94,7 +94,11 @@ impl Provider {
             budget: config.budget.map(|c| Arc::new(RetryBudget::new(c))),
             limiter: config.rate_limit.map(|c| Arc::new(RateLimiter::new(c))),
             bulkhead: config.bulkhead.map(|c| Arc::new(Bulkhead::new(c))),
-            gate: Arc::new(Gate::new(Arc::clone(&name), config.recovery)),
+            gate: Arc::new(Gate::with_pinned(
+                Arc::clone(&name),
+                config.recovery,
+                config.throttle.is_some(),
+            )),
             throttle: config.throttle.map(|c| Arc::new(AdaptiveThrottle::new(c))),
             name,
             config,
@@ -154,10 +158,16 @@ impl Provider {
                 config.bulkhead,
                 Bulkhead::new,
             ),
-            gate: if old.config.recovery == config.recovery {
+            gate: if old.config.recovery == config.recovery
+                && old.config.throttle.is_some() == config.throttle.is_some()
+            {
                 Arc::clone(&old.gate)
             } else {
-                Arc::new(Gate::new(Arc::clone(&old.name), config.recovery))
+                Arc::new(Gate::with_pinned(
+                    Arc::clone(&old.name),
+                    config.recovery,
+                    config.throttle.is_some(),
+                ))
             },
             throttle: keep(
                 old.throttle.as_ref(),

@@ -123,6 +123,8 @@ pub struct RecoveryStats {
 pub struct Gate {
     provider: Arc<str>,
     config: RecoveryConfig,
+    /// Never goes idle.
+    pinned: bool,
     active: AtomicBool,
     /// The end of the provider-wide cooldown, in nanoseconds since `base`
     /// (0: none).
@@ -162,10 +164,21 @@ impl Gate {
     /// An idle gate.
     #[must_use]
     pub fn new(provider: impl Into<Arc<str>>, config: RecoveryConfig) -> Self {
+        Self::with_pinned(provider, config, false)
+    }
+
+    /// A gate that stays active for good when `pinned` (the provider has
+    /// an adaptive throttle, which must see every call).
+    pub(crate) fn with_pinned(
+        provider: impl Into<Arc<str>>,
+        config: RecoveryConfig,
+        pinned: bool,
+    ) -> Self {
         Self {
             provider: provider.into(),
             config,
-            active: AtomicBool::new(false),
+            pinned,
+            active: AtomicBool::new(pinned),
             cooldown_until: AtomicU64::new(0),
             base: Instant::now(),
             inner: RwLock::new(Inner::default()),
@@ -280,7 +293,11 @@ impl Gate {
                     return;
                 }
                 inner.quota = Some((q * QUOTA_DECREASE).max(self.config.min_rate));
-                tracing::debug!(provider = &*self.provider, quota = inner.quota, "a 429: learned quota lowered");
+                tracing::debug!(
+                    provider = &*self.provider,
+                    quota = inner.quota,
+                    "a 429: learned quota lowered"
+                );
             }
         }
         inner.last_decrease = now;
@@ -461,7 +478,8 @@ impl Gate {
     /// Go idle if nothing needs the slow path any more.
     fn settle(&self, inner: &mut Inner, breaker: &Breaker, now: Instant) {
         let at = self.nanos(now);
-        if inner.waiters.is_empty()
+        if !self.pinned
+            && inner.waiters.is_empty()
             && self.cooldown_until.load(Ordering::Acquire) <= at
             && at >= inner.paced_until
             && inner.quota.is_none()
@@ -652,20 +670,24 @@ impl Gate {
         {
             let provider = self.provider.to_string();
             let waiting = |n: usize| {
-                metrics::gauge!("buttress_waiting_calls", "provider" => provider.clone()).set(n as f64);
+                metrics::gauge!("buttress_waiting_calls", "provider" => provider.clone())
+                    .set(n as f64);
             };
             match metric {
                 Metric::Waiting(n) => waiting(n),
                 Metric::Released(n) => {
-                    metrics::counter!("buttress_released_total", "provider" => provider.clone()).increment(1);
+                    metrics::counter!("buttress_released_total", "provider" => provider.clone())
+                        .increment(1);
                     waiting(n);
                 }
                 Metric::GaveUp(n) => {
-                    metrics::counter!("buttress_gave_up_total", "provider" => provider.clone()).increment(1);
+                    metrics::counter!("buttress_gave_up_total", "provider" => provider.clone())
+                        .increment(1);
                     waiting(n);
                 }
                 Metric::Cooldown => {
-                    metrics::counter!("buttress_cooldowns_total", "provider" => provider.clone()).increment(1);
+                    metrics::counter!("buttress_cooldowns_total", "provider" => provider.clone())
+                        .increment(1);
                 }
             }
         }
