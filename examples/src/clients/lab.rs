@@ -75,20 +75,24 @@ impl Variant {
     pub const fn settings(self) -> &'static str {
         match self {
             Self::Buttress => {
-                "#[resilient]: 500 ms per attempt, 5 s deadline, up to 5 attempts, \
-                 exponential backoff 100 ms-2 s with full jitter and never sooner than a 429's \
-                 Retry-After, retry budget ratio 0.2 (cap 50), breaker opening at a 90% failure \
-                 rate over a 500 ms window once 10 calls were seen, open 500 ms, 3 half-open \
-                 probes, one idempotency key per operation"
+                "#[resilient] PaymentsClient: 500 ms per attempt, 5 s deadline, up to 5 \
+                 attempts, exponential backoff 100 ms-2 s with full jitter and never sooner than \
+                 a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 5 \
+                 failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \
+                 were seen, open 100 ms then probing every 100 ms, 3 half-open probes; default \
+                 recovery: calls wait inside their deadline, released earliest deadline first \
+                 at 1.5x the rate of new calls, one cooldown per Retry-After; one idempotency \
+                 key per operation"
             }
             Self::Peer => {
                 "tower 0.5 + tower-resilience 0.13 (circuitbreaker): 5 s deadline \
                  (tokio::time::timeout) > Retry (up to 5 attempts; TpsBudget::default(): 10 s \
                  window, 10 retries/s reserve, 20% of successes; backoff 100 ms-2 s with full \
                  jitter; retries connection errors, timeouts, 5xx, 409, 429; Retry-After ignored, \
-                 tower has no support for it) > breaker (90% failure rate over a 500 ms time \
-                 window, min 10 calls, open 500 ms, 3 half-open probes) > ConcurrencyLimit 256 > \
-                 Timeout 500 ms per attempt; one idempotency key per operation"
+                 tower has no support for it) > breaker (opening after 5 failures in a row: \
+                 tower-resilience takes one failure model, a rate or a streak, not both; open \
+                 100 ms, 3 half-open probes) > ConcurrencyLimit 256 > Timeout 500 ms per \
+                 attempt; one idempotency key per operation"
             }
             Self::Naive => {
                 "hand-written loop: 500 ms per attempt, up to 3 retries a fixed 100 ms apart after any \

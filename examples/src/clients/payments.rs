@@ -105,12 +105,17 @@ struct RefundBody<'a> {
 
 /// A client of the payments provider.
 ///
-/// Policies, per attempt and per call (the breaker and retry budget are
-/// shared by every method, and by every client in the process):
-/// 500 ms per attempt, 5 s per call, up to 4 attempts with exponential
-/// backoff from 50 ms to 1 s and full jitter (never sooner than a 429's
-/// `Retry-After`), and a breaker opening when half of the last 20 calls
-/// failed (once 10 were seen), for 2 s, then probing with 2 calls.
+/// Policies, per attempt and per call (the breaker, retry budget and
+/// recovery gate are shared by every method, and by every client in the
+/// process): 500 ms per attempt, 5 s per call, up to 5 attempts with
+/// exponential backoff from 100 ms to 2 s and full jitter (never sooner
+/// than a 429's `Retry-After`), a retry budget of 0.2 per call (cap 50),
+/// and a breaker opening after 5 failures in a row or when 90 % of the
+/// last 500 ms of calls failed (once 10 were seen), open 100 ms, then
+/// probing with 3 calls every 100 ms. While it is open, or the provider
+/// asked for a pause, calls wait inside their deadline (the default
+/// recovery) and come back earliest deadline first at 1.5 × the rate of
+/// new calls.
 #[derive(Debug, Clone)]
 pub struct PaymentsClient {
     /// The HTTP client.

@@ -11,9 +11,8 @@
 //!    deposited on every success and withdrawn on every retry as tower's
 //!    budget documentation shows, and exponential backoff from
 //!    [`BACKOFF_BASE`] to [`BACKOFF_MAX`] with full jitter;
-//! 3. the circuit breaker of `tower-resilience`: a time-based sliding
-//!    window of [`BREAKER_WINDOW`], opening at a [`BREAKER_FAILURE_RATE`]
-//!    failure rate once [`BREAKER_MIN_CALLS`] calls were seen, open for
+//! 3. the circuit breaker of `tower-resilience`: opening after
+//!    [`BREAKER_CONSECUTIVE_FAILURES`] failures in a row, open for
 //!    [`BREAKER_OPEN_FOR`], then [`BREAKER_HALF_OPEN_PROBES`] probes;
 //! 4. [`tower::limit::ConcurrencyLimit`] of [`CONCURRENCY_LIMIT`] attempts
 //!    in flight;
@@ -42,6 +41,11 @@
 //!   backoffs are clones of one random generator, so every operation
 //!   would draw the same sequence. The full jitter is computed here
 //!   instead, with tower's own [`HasherRng`] seeded afresh per operation.
+//! - `tower-resilience`'s breaker takes one failure model: a failure rate
+//!   over a window, or failures in a row, not both. The buttress client's
+//!   breaker has both (5 in a row, or 90 % over 500 ms once 10 calls were
+//!   seen); in the lab's incidents the streak trips first, so the peer
+//!   uses the streak.
 //! - `tower-resilience`'s half-open state closes after
 //!   [`BREAKER_HALF_OPEN_PROBES`] successful probes and reopens on the
 //!   first failed one.
@@ -56,9 +60,7 @@ use tower::retry::{Policy, RetryLayer};
 use tower::util::rng::{HasherRng, Rng};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_resilience::circuitbreaker::{
-    CircuitBreakerError, CircuitBreakerLayer, CircuitState, SlidingWindowType,
-};
+use tower_resilience::circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer, CircuitState};
 
 use super::http_client;
 use super::payments::{with_operation, Charge, ChargeRequest};
@@ -80,15 +82,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// tower's documentation pairs retries with a bound on what is in flight,
 /// and it guards against a runaway caller.
 pub const CONCURRENCY_LIMIT: usize = 256;
-/// The breaker opens when at least this fraction of the window's calls
-/// failed.
-pub const BREAKER_FAILURE_RATE: f64 = 0.9;
-/// The breaker's time-based sliding window.
-pub const BREAKER_WINDOW: Duration = Duration::from_millis(500);
-/// Calls the window must hold before the breaker may open.
-pub const BREAKER_MIN_CALLS: usize = 10;
+/// The breaker opens after this many failures in a row.
+pub const BREAKER_CONSECUTIVE_FAILURES: usize = 5;
 /// How long the breaker stays open before letting probes through.
-pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(500);
+pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(100);
 /// Probes let through while half-open.
 pub const BREAKER_HALF_OPEN_PROBES: usize = 3;
 
@@ -273,10 +270,7 @@ impl PeerClient {
         let counter = Arc::clone(&opens);
         let breaker = CircuitBreakerLayer::builder()
             .name("payments-peer")
-            .failure_rate_threshold(BREAKER_FAILURE_RATE)
-            .sliding_window_type(SlidingWindowType::TimeBased)
-            .sliding_window_duration(BREAKER_WINDOW)
-            .minimum_number_of_calls(BREAKER_MIN_CALLS)
+            .consecutive_failures(BREAKER_CONSECUTIVE_FAILURES)
             .wait_duration_in_open(BREAKER_OPEN_FOR)
             .permitted_calls_in_half_open(BREAKER_HALF_OPEN_PROBES)
             .on_state_transition(move |_, to| {
