@@ -100,6 +100,11 @@ struct Cli {
     /// Do not serve metrics
     #[arg(long, conflicts_with = "metrics_addr")]
     no_metrics: bool,
+
+    /// Check the buttress row against its promises (oracle share, amplification, peak, p99,
+    /// recovery, duplicates) and exit non-zero when one is broken
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,20 +230,21 @@ async fn scorecard(cli: &Cli) -> Result<(), String> {
         let _ = progress.clear();
     }
 
-    emit(&format!(
-        "outage lab: {} scenario(s), {} op/s, seed {}{}\n\n{}",
-        results.len(),
-        options.rate,
-        options.seed,
-        if options.quick { ", quick" } else { "" },
-        report::scorecard(&results)
-    ))?;
     let settings: String = options
         .clients
         .iter()
         .map(|c| format!("  {:<9}{}\n", c.name(), c.settings()))
         .collect();
-    emit(&format!("\nclient settings:\n{settings}"))?;
+    emit(&format!(
+        "outage lab: {} scenario(s), {} op/s, seed {}{}, deadline {} s for every client\n\n\
+         client settings:\n{settings}\n{}",
+        results.len(),
+        options.rate,
+        options.seed,
+        if options.quick { ", quick" } else { "" },
+        lab::oracle::DEADLINE.as_secs(),
+        report::scorecard(&results)
+    ))?;
 
     if let Some((path, mut file)) = json {
         let text = report::json(&results);
@@ -254,6 +260,18 @@ async fn scorecard(cli: &Cli) -> Result<(), String> {
             written.len(),
             dir.display()
         ))?;
+    }
+    if cli.check {
+        let broken = lab::check::violations(&results);
+        if !broken.is_empty() {
+            let lines: String = broken.iter().map(|b| format!("  {b}\n")).collect();
+            emit(&format!("\nbroken promises:\n{lines}"))?;
+            return Err(format!(
+                "{} promise(s) of the buttress row broken",
+                broken.len()
+            ));
+        }
+        emit("\nevery promise of the buttress row holds\n")?;
     }
     Ok(())
 }

@@ -31,7 +31,9 @@
 
 pub mod amplification;
 pub mod backoff;
+pub mod check;
 pub mod metrics;
+pub mod oracle;
 pub mod plot;
 pub mod report;
 mod run;

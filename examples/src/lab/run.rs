@@ -13,7 +13,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::clients::lab::{reset_shared_state, LabClient, Variant};
-use crate::provider::{scenario, Bucket, Phase, ProviderServer, Schedule, SCENARIOS};
+use crate::provider::{
+    seeded_scenario, Bucket, Phase, ProviderServer, ProviderStats, Schedule, SCENARIOS,
+};
+
+use super::oracle::{oracle, Oracle, DEADLINE};
 
 /// The default rate of logical operations, per second.
 pub const DEFAULT_RATE: u32 = 50;
@@ -87,7 +91,7 @@ impl LabOptions {
         self.scenarios
             .iter()
             .map(|name| {
-                scenario(name, self.quick)
+                seeded_scenario(name, self.quick, self.seed)
                     .map(|s| (name.clone(), s))
                     .ok_or_else(|| LabError::UnknownScenario(name.clone()))
             })
@@ -119,6 +123,26 @@ pub struct Score {
     pub duplicates: u64,
     /// Times the client's circuit breaker opened.
     pub breaker_opens: u64,
+    /// `provider_calls / logical_requests` during the incident only
+    /// (requests received then, per operation issued then); `None` without
+    /// an incident.
+    pub incident_amplification: Option<f64>,
+    /// The highest requests ÷ operations issued over any 100 ms window from
+    /// each incident's start to 1 s after its end; `None` without an
+    /// incident.
+    pub peak_window_amplification: Option<f64>,
+    /// The worst incident's recovery: from the later of its end and the
+    /// expiry of the last `Retry-After` sent to this client, until the
+    /// client's `2xx` answers stay at 90 % of the offered rate per 100 ms
+    /// for 500 ms. `None` without an incident.
+    pub recovery_ms: Option<f64>,
+    /// `429` answers the provider gave this client.
+    pub provider_429s: u64,
+    /// `success_rate` ÷ the paced oracle's (see [`super::oracle`]); `None`
+    /// for the oracle rows.
+    pub oracle_success_rate: Option<f64>,
+    /// The paced oracle's p99 latency, in milliseconds.
+    pub oracle_p99_ms: f64,
 }
 
 /// One completed (or abandoned) logical operation.
@@ -147,11 +171,6 @@ pub struct RunResult {
     pub rejected_locally: u64,
     /// Operations still running when the run ended.
     pub abandoned: u64,
-    /// `provider_calls / logical_requests` counted during the incident only
-    /// (the schedule's phases other than the ordinary healthy one): requests
-    /// the provider received then, per operation issued then. `None` when
-    /// the schedule has no incident.
-    pub incident_amplification: Option<f64>,
     /// The provider's load, per 100 ms.
     pub timeline: Vec<Bucket>,
     /// Every logical operation, in issue order.
@@ -167,6 +186,10 @@ pub struct ScenarioRuns {
     pub schedule: Schedule,
     /// One result per client, in the order asked.
     pub runs: Vec<RunResult>,
+    /// The paced oracle: the reference of the checks.
+    pub oracle: Oracle,
+    /// The oracle without the storm bound.
+    pub oracle_unpaced: Oracle,
 }
 
 /// Why the lab could not run.
@@ -243,11 +266,23 @@ pub async fn run_lab(
     let schedules = options.schedules()?;
     let mut out = Vec::with_capacity(schedules.len());
     for (name, schedule) in schedules {
-        let runs = run_scenario(&name, &schedule, options, progress).await?;
+        let mut runs = run_scenario(&name, &schedule, options, progress).await?;
+        let paced = oracle(&schedule, options.rate, true);
+        let unpaced = oracle(&schedule, options.rate, false);
+        for run in &mut runs {
+            run.score.oracle_p99_ms = paced.p99_ms;
+            run.score.oracle_success_rate = Some(if paced.success_rate > 0.0 {
+                round_to(run.score.success_rate / paced.success_rate, 4)
+            } else {
+                1.0
+            });
+        }
         out.push(ScenarioRuns {
             scenario: name,
             schedule,
             runs,
+            oracle: paced,
+            oracle_unpaced: unpaced,
         });
     }
     Ok(out)
@@ -408,6 +443,24 @@ async fn drive(
     let breaker_opens = client.breaker_opens();
     server.shutdown().await;
 
+    // One deadline for every client: a success after issue + D, or an
+    // operation the provider carried out more than once, is a failure.
+    let samples: Vec<Sample> = samples
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            let effects = stats
+                .effects_per_operation
+                .get(&(first_op + i as u64))
+                .copied()
+                .unwrap_or(0);
+            if s.latency > DEADLINE || effects > 1 {
+                s.ok = false;
+            }
+            s
+        })
+        .collect();
+
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
     latencies.sort_unstable();
     let logical = samples.len() as u64;
@@ -425,11 +478,20 @@ async fn drive(
             p99_ms: round_to(millis(percentile(&latencies, 0.99)), 1),
             duplicates: stats.duplicates,
             breaker_opens,
+            incident_amplification: incident_amplification(schedule, &stats.timeline, &samples),
+            peak_window_amplification: peak_window_amplification(
+                schedule,
+                &stats.timeline,
+                &samples,
+            ),
+            recovery_ms: recovery_ms(schedule, &stats, rate, duration),
+            provider_429s: stats.rate_limited,
+            oracle_success_rate: None,
+            oracle_p99_ms: 0.0,
         },
         retry_after_violations: stats.retry_after_violations,
         rejected_locally: samples.iter().filter(|s| s.rejected_locally).count() as u64,
         abandoned: samples.iter().filter(|s| s.abandoned).count() as u64,
-        incident_amplification: incident_amplification(schedule, &stats.timeline, &samples),
         timeline: stats.timeline,
         samples,
     }
@@ -474,6 +536,85 @@ fn incident_amplification(
         .map(|b| u64::from(b.requests))
         .sum();
     Some(round_to(calls as f64 / ops as f64, 3))
+}
+
+/// The highest requests ÷ operations issued over the aligned 100 ms
+/// windows from each incident's start to 1 s after its end.
+fn peak_window_amplification(
+    schedule: &Schedule,
+    timeline: &[Bucket],
+    samples: &[Sample],
+) -> Option<f64> {
+    let spans = incident_spans(schedule);
+    if spans.is_empty() {
+        return None;
+    }
+    let width = crate::provider::BUCKET;
+    let index = |t: Duration| (t.as_millis() / width.as_millis()) as usize;
+    let mut issued = vec![0u32; timeline.len().max(1)];
+    for s in samples {
+        if let Some(n) = issued.get_mut(index(s.issued)) {
+            *n += 1;
+        }
+    }
+    let mut peak: f64 = 0.0;
+    for (from, to) in spans {
+        let last = index(to + Duration::from_secs(1)).min(timeline.len().saturating_sub(1));
+        for w in index(from)..=last {
+            let ops = issued.get(w).copied().unwrap_or(0);
+            if ops == 0 {
+                continue; // past the last issue: nothing to compare with
+            }
+            let calls = timeline.get(w).map_or(0, |b| b.requests);
+            peak = peak.max(f64::from(calls) / f64::from(ops));
+        }
+    }
+    Some(round_to(peak, 3))
+}
+
+/// The worst incident's recovery time, in milliseconds (see
+/// [`Score::recovery_ms`]); a run whose answers never recover counts the
+/// time to `end`.
+fn recovery_ms(
+    schedule: &Schedule,
+    stats: &ProviderStats,
+    rate: u32,
+    end: Duration,
+) -> Option<f64> {
+    let spans = incident_spans(schedule);
+    if spans.is_empty() {
+        return None;
+    }
+    let window = Duration::from_millis(100);
+    let need = (0.9 * f64::from(rate) / 10.0).floor() as usize;
+    let ok = &stats.ok_at;
+    let count = |from: Duration| {
+        let lo = ok.partition_point(|t| *t < from);
+        let hi = ok.partition_point(|t| *t < from + window);
+        hi - lo
+    };
+    let mut worst: f64 = 0.0;
+    for (from, to) in spans {
+        let t_prime = stats
+            .retry_after
+            .iter()
+            .filter(|(sent, _)| *sent >= from && *sent < to)
+            .map(|(_, until)| *until)
+            .fold(to, Duration::max);
+        let mut r = t_prime;
+        let recovered = loop {
+            if r + window * 5 > end {
+                break None;
+            }
+            if (0..5).all(|k| count(r + window * k) >= need) {
+                break Some(r);
+            }
+            r += Duration::from_millis(10);
+        };
+        let took = recovered.unwrap_or(end).saturating_sub(t_prime);
+        worst = worst.max(took.as_secs_f64() * 1000.0);
+    }
+    Some(round_to(worst, 0))
 }
 
 struct Collector<'a> {

@@ -44,11 +44,14 @@
 //! ```
 
 mod net;
-mod rng;
+pub(crate) mod rng;
 mod schedule;
 mod server;
 
-pub use schedule::{scenario, Latency, Phase, Schedule, SCENARIOS, STORM_ALLOW_PER_SECOND};
+pub use schedule::{
+    scenario, seeded_scenario, Latency, Phase, Schedule, HEALTHY_TAIL, SCENARIOS,
+    STORM_ALLOW_PER_SECOND,
+};
 pub use server::{Bucket, ProviderServer, ProviderStats, BUCKET, LAB_OPERATION_HEADER};
 
 /// The fault roll of request number `request` (0 for the first to arrive)

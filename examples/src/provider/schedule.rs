@@ -254,13 +254,64 @@ pub const STORM_ALLOW_PER_SECOND: u32 = 20;
 /// |---|---|
 /// | `healthy` | none |
 /// | `latency_spike` | latency 350 ms median, 1.5 s p99: about a quarter of the requests outlast a 500 ms timeout, and are still processed |
-/// | `burst_503` | 60 % of the requests answered 503 |
+/// | `burst_503` | 30 % of the requests answered 503 |
 /// | `storm_429` | an allowance of [`STORM_ALLOW_PER_SECOND`] requests per second, `Retry-After: 1` |
 /// | `outage` | [`Phase::Down`], then recovery |
 /// | `late_answers` | 30 % of the charges committed, then answered 1.5 s late |
 /// | `flapping` | healthy and [`Phase::Down`] alternating every 1–2 s (0.6–1.2 s when quick) |
+///
+/// These are the nominal schedules; the lab runs [`seeded_scenario`], which
+/// moves each incident by the seed.
 #[must_use]
 pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
+    build(name, quick, &mut Jitter::none())
+}
+
+/// The schedule of a named scenario as the lab runs it for `seed`: the
+/// nominal one ([`scenario`]) with each incident's start and length moved
+/// by up to ±20 % (flapping's steps each move by up to ±20 %), and the
+/// storm's allowance drawn in 15–25 requests per second. The same seed
+/// gives the same schedule; every schedule still starts healthy and ends
+/// with at least [`HEALTHY_TAIL`] of healthy time, so recovery is seen.
+#[must_use]
+pub fn seeded_scenario(name: &str, quick: bool, seed: u64) -> Option<Schedule> {
+    let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    build(name, quick, &mut Jitter::new(seed ^ salt))
+}
+
+/// The healthy time every schedule keeps at its end.
+pub const HEALTHY_TAIL: Duration = Duration::from_millis(1200);
+
+/// The seed's draws for one scenario (none for the nominal schedules).
+struct Jitter(Option<SplitMix64>);
+
+impl Jitter {
+    const fn none() -> Self {
+        Self(None)
+    }
+
+    const fn new(seed: u64) -> Self {
+        Self(Some(SplitMix64::new(seed)))
+    }
+
+    /// A factor in `[1 − spread, 1 + spread]` (1 for the nominal schedule).
+    fn factor(&mut self, spread: f64) -> f64 {
+        self.0
+            .as_mut()
+            .map_or(1.0, |rng| 1.0 + spread * (2.0 * rng.unit() - 1.0))
+    }
+
+    /// The storm's allowance: 15–25 requests per second (20 nominal).
+    fn allowance(&mut self) -> u32 {
+        self.0.as_mut().map_or(STORM_ALLOW_PER_SECOND, |rng| {
+            15 + u32::try_from(rng.next_u64() % 11).unwrap_or(0)
+        })
+    }
+}
+
+fn build(name: &str, quick: bool, jitter: &mut Jitter) -> Option<Schedule> {
     let total = if quick {
         Duration::from_secs(5)
     } else {
@@ -268,19 +319,24 @@ pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
     };
     let at = |fraction: f64| total.mul_f64(fraction);
     let healthy = Phase::healthy;
-    let incident = |from: f64, to: f64, phase: Phase| {
+    let latest_end = total.saturating_sub(HEALTHY_TAIL);
+    let incident = |jitter: &mut Jitter, from: f64, to: f64, phase: Phase| {
+        let start = at(from).mul_f64(jitter.factor(0.2));
+        let length = (at(to) - at(from)).mul_f64(jitter.factor(0.2));
+        let end = (start + length).min(latest_end);
         Schedule::new(
             total,
             vec![
                 (Duration::ZERO, healthy()),
-                (at(from), phase),
-                (at(to), healthy()),
+                (start, phase),
+                (end, healthy()),
             ],
         )
     };
     let schedule = match name {
         "healthy" => Schedule::constant(total, healthy()),
         "latency_spike" => incident(
+            jitter,
             0.25,
             0.7,
             Phase::Healthy {
@@ -288,6 +344,7 @@ pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
             },
         ),
         "burst_503" => incident(
+            jitter,
             0.25,
             0.55,
             Phase::Errors503 {
@@ -295,17 +352,22 @@ pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
                 latency: Latency::typical(),
             },
         ),
-        "storm_429" => incident(
-            0.2,
-            0.7,
-            Phase::RateLimited {
-                allow_per_second: STORM_ALLOW_PER_SECOND,
-                retry_after: Duration::from_secs(1),
-                latency: Latency::typical(),
-            },
-        ),
-        "outage" => incident(0.25, 0.6, Phase::Down),
+        "storm_429" => {
+            let allow_per_second = jitter.allowance();
+            incident(
+                jitter,
+                0.2,
+                0.7,
+                Phase::RateLimited {
+                    allow_per_second,
+                    retry_after: Duration::from_secs(1),
+                    latency: Latency::typical(),
+                },
+            )
+        }
+        "outage" => incident(jitter, 0.25, 0.6, Phase::Down),
         "late_answers" => incident(
+            jitter,
             0.2,
             0.7,
             Phase::LateAnswers {
@@ -314,14 +376,14 @@ pub fn scenario(name: &str, quick: bool) -> Option<Schedule> {
                 latency: Latency::typical(),
             },
         ),
-        "flapping" => flapping(total, quick),
+        "flapping" => flapping(total, quick, jitter),
         _ => return None,
     };
     Some(schedule)
 }
 
 /// Healthy and down, alternating in uneven steps, ending healthy.
-fn flapping(total: Duration, quick: bool) -> Schedule {
+fn flapping(total: Duration, quick: bool, jitter: &mut Jitter) -> Schedule {
     let steps_ms: &[u64] = if quick {
         &[1000, 600, 800, 700, 1200, 600]
     } else {
@@ -329,14 +391,16 @@ fn flapping(total: Duration, quick: bool) -> Schedule {
     };
     let mut phases = Vec::new();
     let mut offset = Duration::ZERO;
+    let latest_end = total.saturating_sub(HEALTHY_TAIL);
     for (i, step) in steps_ms.iter().enumerate() {
-        let phase = if i % 2 == 0 {
-            Phase::healthy()
-        } else {
-            Phase::Down
-        };
+        let down = i % 2 == 1;
+        let step = Duration::from_millis(*step).mul_f64(jitter.factor(0.2));
+        if down && offset + step > latest_end {
+            break; // no room left for this outage and a healthy tail
+        }
+        let phase = if down { Phase::Down } else { Phase::healthy() };
         phases.push((offset, phase));
-        offset += Duration::from_millis(*step);
+        offset += step;
     }
     // Whatever remains of the run is healthy again.
     phases.push((offset, Phase::healthy()));

@@ -88,6 +88,14 @@ pub struct ProviderStats {
     /// Per [`BUCKET`] since the start, at least as long as the schedule:
     /// requests received, answers produced, resets.
     pub timeline: Vec<Bucket>,
+    /// When each `2xx` answer was produced, since the start, in order.
+    pub ok_at: Vec<Duration>,
+    /// Each `429`'s `Retry-After`: when it was answered and when the wait
+    /// it announced ends, since the start.
+    pub retry_after: Vec<(Duration, Duration)>,
+    /// Side effects committed per logical operation (the
+    /// [`LAB_OPERATION_HEADER`]).
+    pub effects_per_operation: HashMap<u64, u64>,
 }
 
 /// A running fault-injecting provider on `127.0.0.1`. See the
@@ -158,6 +166,7 @@ impl ProviderServer {
     pub fn stats(&self) -> ProviderStats {
         let state = self.shared.lock();
         let mut stats = state.stats.clone();
+        stats.effects_per_operation = state.effects_per_operation.clone();
         let span = self.shared.schedule.duration().max(self.elapsed());
         let wanted = bucket_index(span) + 1;
         extend_timeline(&mut stats.timeline, wanted);
@@ -549,6 +558,7 @@ impl Shared {
             Answer::Reply(reply) => {
                 if reply.status.is_success() {
                     store.stats.ok += 1;
+                    store.stats.ok_at.push(elapsed);
                     store.bucket(elapsed).ok += 1;
                 } else {
                     store.stats.errors += 1;
@@ -559,6 +569,10 @@ impl Shared {
                     StatusCode::CONFLICT => store.stats.in_progress += 1,
                     StatusCode::TOO_MANY_REQUESTS => {
                         store.stats.rate_limited += 1;
+                        if let Some(secs) = reply.retry_after_secs {
+                            let wait = Duration::from_secs(secs);
+                            store.stats.retry_after.push((elapsed, elapsed + wait));
+                        }
                         if let (Some(op), Some(secs)) = (operation, reply.retry_after_secs) {
                             let until = now + Duration::from_secs(secs);
                             let entry = store.not_before.entry(op).or_insert(until);

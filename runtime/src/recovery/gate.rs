@@ -23,6 +23,9 @@ use super::RecoveryConfig;
 use crate::breaker::{Breaker, BreakerPermit, BreakerState};
 use crate::sync::RwLock;
 
+/// The sliding window of the pace: admissions over any span this long stay
+/// within `pace` × the new calls that arrived in it.
+const PACE_WINDOW: Duration = Duration::from_millis(100);
 /// The span over which the arrival rate of new calls is measured.
 const DEMAND_SPAN: Duration = Duration::from_secs(1);
 /// The shortest span a demand measure is divided by (right after the gate
@@ -143,8 +146,9 @@ struct Inner {
     /// Waiters that an open breaker or a cooldown held back.
     held: usize,
     seq: u64,
-    /// The earliest instant of the next paced admission (ns since base).
-    next_slot: u64,
+    /// Admissions other than new calls going at once (retries, probes,
+    /// held calls), ns since base, within the last [`PACE_WINDOW`].
+    sent: VecDeque<u64>,
     /// The earliest instant of the next admission under the learned quota.
     next_quota_slot: u64,
     /// First attempts seen while active (ns since base), the last second.
@@ -341,7 +345,7 @@ impl Gate {
         inner.quota = None;
         inner.quota_pending = false;
         inner.paced_until = 0;
-        inner.next_slot = 0;
+        inner.sent.clear();
         inner.next_quota_slot = 0;
         inner.arrivals.clear();
         for notify in inner.waiters.values() {
@@ -430,8 +434,11 @@ impl Gate {
         }
         let pace = self.rate(inner, at);
         let forced_closed = breaker.state() == BreakerState::ForcedClosed;
-        // An operator who forced the breaker closed said: let everything through.
-        let interval = pace.filter(|_| !forced_closed).map(|r| (1e9 / r) as u64);
+        let window = duration_nanos(PACE_WINDOW);
+        let horizon = at.saturating_sub(window);
+        while inner.sent.front().is_some_and(|&t| t <= horizon) {
+            inner.sent.pop_front();
+        }
         let quota_interval = inner
             .quota
             .filter(|_| !forced_closed)
@@ -445,20 +452,40 @@ impl Gate {
                 });
             }
         }
-        if let (Some(interval), false) = (interval, new_call) {
-            // One interval of tolerance: a call that finds the slot just
-            // passed goes at once, so evenly spaced arrivals never queue.
-            if inner.next_slot > at.saturating_add(interval) {
+        // The pace is a sliding window: every span of `PACE_WINDOW`,
+        // wherever it starts, carries at most `pace` × the new calls that
+        // arrived in it (at least `min_rate`'s share). New calls that find
+        // nobody held back go at once, one per arrival, so the others
+        // (retries, probes) share `pace − 1` of the arrivals; while calls
+        // are held, everything is released from the queue and shares the
+        // whole `pace`. An operator who forced the breaker closed said:
+        // let everything through.
+        if pace.is_some() && !forced_closed && !new_call {
+            let arrived = inner
+                .arrivals
+                .iter()
+                .rev()
+                .take_while(|&&t| t > horizon)
+                .count();
+            let share = if inner.held > 0 {
+                self.config.pace
+            } else {
+                self.config.pace - 1.0
+            };
+            let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
+            let allowance = (share * arrived as f64).max(floor);
+            if (inner.sent.len() + 1) as f64 > allowance {
+                let oldest = inner.sent.front().copied().unwrap_or(at);
                 return Err(Blocked {
                     reason: BlockReason::Pace,
-                    until: Some(self.instant(inner.next_slot - interval)),
+                    until: Some(self.instant(oldest.saturating_add(window).saturating_add(1))),
                 });
             }
         }
         match breaker.try_acquire() {
             Ok(permit) => {
-                if let Some(interval) = interval {
-                    inner.next_slot = inner.next_slot.max(at).saturating_add(interval);
+                if !new_call {
+                    inner.sent.push_back(at);
                 }
                 if let Some(interval) = quota_interval {
                     inner.next_quota_slot = inner.next_quota_slot.max(at).saturating_add(interval);

@@ -1,0 +1,251 @@
+//! The oracle: the best any client could do against a schedule, sending one
+//! request per operation at the best moment inside its deadline.
+//!
+//! Operations are issued open loop (operation `i` at `i / rate`), each with
+//! the lab's deadline [`DEADLINE`]. Time runs in 1 ms steps; at each step
+//! the phase running then says how many requests it can serve:
+//!
+//! - healthy (any latency), `Errors503`, `Resets` and `LateAnswers` with a
+//!   rate below 1: as many as are waiting (the oracle knows which requests
+//!   would be the lucky ones);
+//! - `Down` (or one of the above with rate 1): none;
+//! - `RateLimited`: what its token bucket holds (one second's allowance,
+//!   full when the phase starts, refilled at the allowance per second), as
+//!   the provider's own bucket.
+//!
+//! Waiting operations are served earliest deadline first (open loop, so
+//! oldest first); an operation not served before its deadline fails. No
+//! per-attempt timeout binds the oracle. An operation's latency is the wait
+//! until it is served plus a draw from the serving phase's latency
+//! distribution (one fixed draw per operation: the oracle picks the best
+//! moment, it cannot make the provider answer faster); a failed one counts
+//! the whole deadline.
+//!
+//! The *paced* oracle also keeps the storm bound the lab asks of every
+//! client: no 100 ms window of the run (aligned to the provider's
+//! [`BUCKET`]s) carries more requests than [`PACE`] × the operations issued
+//! in it, the fractional allowance carried from one window to the next
+//! (5 operations a window allow 7, 8, 7, 8, …). It is the reference the
+//! checks use: an oracle that sends every held operation at the instant of
+//! recovery is not a bound any provider-protecting client can reach.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::provider::rng::SplitMix64;
+use crate::provider::{Phase, Schedule, BUCKET};
+
+/// The seed of the oracle's latency draws.
+const LATENCY_SEED: u64 = 0x0_5ac1e;
+
+use super::run::percentile;
+
+/// The lab's deadline for every operation of every client.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// The storm bound: requests per 100 ms window over operations issued in it.
+pub const PACE: f64 = 1.5;
+
+/// What the oracle achieves in one scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Oracle {
+    /// Operations issued.
+    pub operations: u64,
+    /// Operations served inside their deadline.
+    pub served: u64,
+    /// `served / operations`.
+    pub success_rate: f64,
+    /// The 99th percentile latency, in milliseconds.
+    pub p99_ms: f64,
+}
+
+/// The oracle for `schedule` at `rate` operations per second; `paced` keeps
+/// the [`PACE`] bound.
+#[must_use]
+pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
+    let step = Duration::from_millis(1);
+    let issued_for = schedule.duration();
+    let operations = super::operations_for(issued_for, rate);
+    let period = Duration::from_secs(1) / rate.max(1);
+    let issue_at = |i: u64| period * u32::try_from(i).unwrap_or(u32::MAX);
+    let window_of = |t: Duration| (t.as_millis() / BUCKET.as_millis()) as u64;
+    // Operations issued per window, known in advance (open loop).
+    let windows = window_of(issued_for + DEADLINE) as usize + 2;
+    let mut issued_in = vec![0u32; windows];
+    for i in 0..operations {
+        issued_in[window_of(issue_at(i)) as usize] += 1;
+    }
+
+    let mut latencies = Vec::with_capacity(operations as usize);
+    let mut waiting: VecDeque<(u64, Duration)> = VecDeque::new();
+    let mut next = 0u64;
+    let mut served = 0u64;
+    let mut bucket: Option<(usize, f64)> = None; // (phase, tokens)
+    let mut window = u64::MAX;
+    let mut window_left = f64::INFINITY;
+    let mut carry = 0.0;
+    let end = issued_for + DEADLINE;
+    let mut t = Duration::ZERO;
+    while t < end {
+        while next < operations && issue_at(next) <= t {
+            waiting.push_back((next, issue_at(next)));
+            next += 1;
+        }
+        while waiting.front().is_some_and(|(_, at)| t >= *at + DEADLINE) {
+            waiting.pop_front();
+            latencies.push(DEADLINE);
+        }
+        if paced && window_of(t) != window {
+            window = window_of(t);
+            let allowance = carry + PACE * f64::from(issued_in[window as usize]);
+            window_left = allowance.floor();
+            carry = allowance - window_left;
+        }
+        let index = schedule.phase_index_at(t);
+        let phase = &schedule.phases()[index].1;
+        let capacity = match *phase {
+            Phase::Down => 0.0,
+            Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } if rate >= 1.0 => 0.0,
+            Phase::LateAnswers { rate, .. } if rate >= 1.0 => 0.0,
+            Phase::RateLimited {
+                allow_per_second, ..
+            } => {
+                let allow = f64::from(allow_per_second);
+                let tokens = match bucket {
+                    Some((phase, tokens)) if phase == index => {
+                        (tokens + allow * step.as_secs_f64()).min(allow)
+                    }
+                    _ => allow,
+                };
+                bucket = Some((index, tokens));
+                tokens.floor()
+            }
+            _ => f64::INFINITY,
+        };
+        let mut n = capacity.min(window_left).min(waiting.len() as f64) as usize;
+        if n > 0 {
+            if let (Phase::RateLimited { .. }, Some((_, tokens))) = (phase, bucket.as_mut()) {
+                *tokens -= n as f64;
+            }
+            window_left -= n as f64;
+            let latency = phase.latency();
+            while n > 0 {
+                let Some((op, at)) = waiting.pop_front() else {
+                    break;
+                };
+                // The phase's own latency distribution, one draw per
+                // operation (the same on every run).
+                let took = latency.sample(&mut SplitMix64::for_request(LATENCY_SEED, op));
+                latencies.push(t.saturating_sub(at) + took);
+                served += 1;
+                n -= 1;
+            }
+        }
+        t += step;
+    }
+    latencies.extend(waiting.iter().map(|_| DEADLINE));
+    latencies.sort_unstable();
+    let ratio = if operations == 0 {
+        0.0
+    } else {
+        served as f64 / operations as f64
+    };
+    Oracle {
+        operations,
+        served,
+        success_rate: (ratio * 10_000.0).round() / 10_000.0,
+        p99_ms: (percentile(&latencies, 0.99).as_secs_f64() * 10_000.0).round() / 10.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{scenario, seeded_scenario, Latency, SCENARIOS};
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_unpaced_oracle_serves_everything_the_schedules_allow() {
+        // Every incident of every schedule is shorter than the deadline and
+        // followed by healthy time: every operation is achievable.
+        for name in SCENARIOS {
+            for quick in [true, false] {
+                for seed in [42, 7, 1, 2026] {
+                    let s = seeded_scenario(name, quick, seed).unwrap();
+                    let o = oracle(&s, 50, false);
+                    assert_eq!(o.served, o.operations, "{name} quick={quick} seed={seed}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_down_phase_longer_than_the_deadline_loses_what_cannot_wait() {
+        let s = Schedule::new(
+            Duration::from_secs(10),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (Duration::from_secs(1), Phase::Down),
+                (Duration::from_secs(8), Phase::healthy()),
+            ],
+        );
+        let o = oracle(&s, 10, false);
+        // Issued in [1 s, 3 s) expire before 8 s: 20 of 100 lost.
+        assert_eq!(o.operations, 100);
+        assert_eq!(o.served, 80);
+        assert_eq!(o.p99_ms, 5000.0);
+    }
+
+    #[test]
+    fn a_rate_limited_phase_serves_its_bucket_earliest_deadline_first() {
+        // 10 ops/s for 10 s; 2 s in, a phase allowing 2/s for longer than
+        // the deadline: its bucket (2, full at the start) and refill serve
+        // the oldest waiting operations first.
+        let s = Schedule::new(
+            Duration::from_secs(10),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (
+                    Duration::from_secs(2),
+                    Phase::RateLimited {
+                        allow_per_second: 2,
+                        retry_after: Duration::from_secs(1),
+                        latency: Latency::fixed(ms(10)),
+                    },
+                ),
+            ],
+        );
+        let o = oracle(&s, 10, false);
+        // 20 before the phase, then 2 + 2 × 13 s of refill (until the
+        // last deadline at 14.9 s) at most, and no more than were issued.
+        assert_eq!(o.served, 20 + 2 + 25);
+    }
+
+    #[test]
+    fn the_pace_bounds_every_window() {
+        // Down for 2 s: 100 operations wait; afterwards the paced oracle
+        // releases them at 1.5 × 5 per 100 ms, so some expire.
+        let s = Schedule::new(
+            Duration::from_secs(6),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (Duration::from_secs(1), Phase::Down),
+                (Duration::from_millis(4500), Phase::healthy()),
+            ],
+        );
+        let unpaced = oracle(&s, 50, false);
+        let paced = oracle(&s, 50, true);
+        assert_eq!(unpaced.served, unpaced.operations);
+        assert!(paced.served < unpaced.served, "{paced:?}");
+        // The first 100 ms after recovery carry at most 7 or 8.
+        assert!(paced.p99_ms >= unpaced.p99_ms);
+        // Healthy throughout: the pace never binds.
+        let healthy = scenario("healthy", true).unwrap();
+        assert_eq!(oracle(&healthy, 50, true).served, 250);
+        // ... and its p99 is the provider's own (150 ms for the typical latency).
+        let p99 = oracle(&healthy, 50, true).p99_ms;
+        assert!((110.0..=190.0).contains(&p99), "{p99}");
+    }
+}
