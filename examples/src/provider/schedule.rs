@@ -323,7 +323,13 @@ fn build(name: &str, quick: bool, jitter: &mut Jitter) -> Option<Schedule> {
     let incident = |jitter: &mut Jitter, from: f64, to: f64, phase: Phase| {
         let start = at(from).mul_f64(jitter.factor(0.2));
         let length = (at(to) - at(from)).mul_f64(jitter.factor(0.2));
-        let end = (start + length).min(latest_end);
+        // A pause the provider announces outlasts the phase: keep the
+        // healthy tail after it.
+        let announced = match phase {
+            Phase::RateLimited { retry_after, .. } => retry_after,
+            _ => Duration::ZERO,
+        };
+        let end = (start + length).min(latest_end.saturating_sub(announced));
         Schedule::new(
             total,
             vec![
@@ -403,7 +409,9 @@ fn flapping(total: Duration, quick: bool, jitter: &mut Jitter) -> Schedule {
         offset += step;
     }
     // Whatever remains of the run is healthy again.
-    phases.push((offset, Phase::healthy()));
+    if phases.last().is_some_and(|(_, phase)| *phase == Phase::Down) {
+        phases.push((offset, Phase::healthy()));
+    }
     Schedule::new(total, phases)
 }
 
