@@ -69,11 +69,11 @@ fn unknown_keys_name_the_valid_ones() {
     );
     assert_eq!(
         toml_errors("[providers.stripe]\ntimeuot = \"2s\"\n"),
-        "providers.stripe.timeuot: unknown key; valid keys: timeout, deadline, retry, breaker, bulkhead, rate_limit"
+        "providers.stripe.timeuot: unknown key; valid keys: timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
     );
     assert_eq!(
         toml_errors("[providers.stripe.breaker]\nfailure_ratio = 0.5\n"),
-        "providers.stripe.breaker.failure_ratio: unknown key; valid keys: failure_rate, slow_rate, slow_call, window, min_calls, consecutive_failures, open_for, half_open_probes"
+        "providers.stripe.breaker.failure_ratio: unknown key; valid keys: failure_rate, slow_rate, slow_call, window, min_calls, consecutive_failures, open_for, probe_interval, max_probe_interval, half_open_probes"
     );
     // Shared state belongs to the provider, not to one operation.
     assert_eq!(
@@ -587,4 +587,75 @@ async fn a_watched_file_is_reloaded_when_it_changes() {
         "line 1, column 1: invalid JSON: EOF while parsing an object"
     );
     std::fs::remove_file(&bad).unwrap();
+}
+
+#[test]
+fn recovery_throttle_and_probe_intervals_from_a_file() {
+    let registry = Registry::new();
+    registry
+        .load_str(
+            "[providers.llm]\n\
+             breaker = { open_for = \"200ms\", probe_interval = \"50ms\", max_probe_interval = \"400ms\" }\n\
+             recovery = { wait = true, max_waiting = 64, pace = 1.25, min_rate = 5, slow_start = \"2s\", learn_quota = false }\n\
+             throttle = { k = 1.5, window = \"30s\" }\n\n\
+             [providers.sms]\nrecovery = \"fail_fast\"\nthrottle = \"off\"\n",
+            Format::Toml,
+        )
+        .unwrap();
+    let llm = registry.settings_for(&PolicyConfig::named("llm", "complete"), None);
+    let breaker = llm.breaker().unwrap();
+    assert_eq!(breaker.probe_interval(), 50 * MS);
+    assert_eq!(breaker.max_probe_interval(), 400 * MS);
+    let recovery = llm.recovery();
+    assert!(recovery.wait());
+    assert_eq!(recovery.max_waiting(), 64);
+    assert!((recovery.pace() - 1.25).abs() < 1e-12);
+    assert!((recovery.min_rate() - 5.0).abs() < 1e-12);
+    assert_eq!(recovery.slow_start(), Duration::from_secs(2));
+    assert!(!recovery.learn_quota());
+    let throttle = llm.throttle().unwrap();
+    assert!((throttle.k() - 1.5).abs() < 1e-12);
+    assert_eq!(throttle.window(), Duration::from_secs(30));
+
+    let sms = registry.settings_for(&PolicyConfig::named("sms", "send"), None);
+    assert!(!sms.recovery().wait());
+    assert!(sms.throttle().is_none());
+
+    // A file that names a provider without `recovery` keeps the inline one.
+    let inline = PolicyConfig::named("llm-inline", "x")
+        .with_recovery(buttress::recovery::RecoveryConfig::fail_fast());
+    registry
+        .load_str("[providers.llm-inline]\ntimeout = \"1s\"\n", Format::Toml)
+        .unwrap();
+    assert!(!registry.settings_for(&inline, None).recovery().wait());
+}
+
+#[test]
+fn bad_recovery_and_throttle_settings_are_explained() {
+    assert_eq!(
+        toml_errors(
+            "[providers.llm]\nrecovery = { pace = 0.5, max_waiting = 0, wait = \"yes\" }\n"
+        ),
+        "providers.llm.recovery.wait: expected true or false, got a string\n\
+         providers.llm.recovery.max_waiting: must be in 1..=1000000, got 0"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nrecovery = { pace = 0.5 }\n"),
+        "providers.llm.recovery.pace: must be in [1, 100], got 0.5; 1.5 lets held calls out at half the rate of new ones"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nrecovery = \"later\"\nthrottle = { k = 0.5 }\n"),
+        "providers.llm.recovery: expected a table or \"fail_fast\", got a string\n\
+         providers.llm.throttle.k: must be a number of at least 1, got 0.5; 2 is the usual choice"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nthrottle = { window = \"10ms\", ratio = 2 }\n"),
+        "providers.llm.throttle.ratio: unknown key; valid keys: k, window"
+    );
+    assert_eq!(
+        toml_errors(
+            "[providers.llm]\nbreaker = { probe_interval = \"1s\", max_probe_interval = \"100ms\" }\n"
+        ),
+        "providers.llm.breaker.max_probe_interval: (100ms) is shorter than `probe_interval` (1s); the interval only grows, so raise it or lower probe_interval"
+    );
 }

@@ -409,7 +409,10 @@ fn flapping(total: Duration, quick: bool, jitter: &mut Jitter) -> Schedule {
         offset += step;
     }
     // Whatever remains of the run is healthy again.
-    if phases.last().is_some_and(|(_, phase)| *phase == Phase::Down) {
+    if phases
+        .last()
+        .is_some_and(|(_, phase)| *phase == Phase::Down)
+    {
         phases.push((offset, Phase::healthy()));
     }
     Schedule::new(total, phases)

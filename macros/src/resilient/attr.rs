@@ -25,6 +25,8 @@ pub(crate) const KEYS: &[&str] = &[
     "fallback",
     "dlq",
     "policy",
+    "recovery",
+    "throttle",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
 const BACKOFFS: &[&str] = &["exponential", "constant", "decorrelated"];
@@ -37,8 +39,19 @@ const BREAKER_KEYS: &[&str] = &[
     "min_calls",
     "consecutive_failures",
     "open_for",
+    "probe_interval",
+    "max_probe_interval",
     "half_open_probes",
 ];
+const RECOVERY_KEYS: &[&str] = &[
+    "wait",
+    "max_waiting",
+    "pace",
+    "min_rate",
+    "slow_start",
+    "learn_quota",
+];
+const THROTTLE_KEYS: &[&str] = &["k", "window"];
 const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
 const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
 const IDEMPOTENT_KEYS: &[&str] = &[
@@ -113,6 +126,8 @@ pub(crate) struct BreakerArg {
     pub(crate) min_calls: Option<Num<u32>>,
     pub(crate) consecutive_failures: Option<Num<u32>>,
     pub(crate) open_for: Option<Dur>,
+    pub(crate) probe_interval: Option<Dur>,
+    pub(crate) max_probe_interval: Option<Dur>,
     pub(crate) half_open_probes: Option<Num<u32>>,
 }
 
@@ -160,6 +175,25 @@ pub(crate) enum PolicyArg {
     Expr(Expr),
 }
 
+/// `recovery(...)`, or `recovery = fail_fast`.
+#[derive(Default)]
+pub(crate) struct RecoveryArg {
+    pub(crate) fail_fast: bool,
+    pub(crate) wait: Option<bool>,
+    pub(crate) max_waiting: Option<Num<u32>>,
+    pub(crate) pace: Option<Num<f64>>,
+    pub(crate) min_rate: Option<Num<f64>>,
+    pub(crate) slow_start: Option<Dur>,
+    pub(crate) learn_quota: Option<bool>,
+}
+
+/// `throttle(...)`.
+#[derive(Default)]
+pub(crate) struct ThrottleArg {
+    pub(crate) k: Option<Num<f64>>,
+    pub(crate) window: Option<Dur>,
+}
+
 /// The whole attribute.
 #[derive(Default)]
 pub(crate) struct Attr {
@@ -174,6 +208,8 @@ pub(crate) struct Attr {
     pub(crate) fallback: Option<Expr>,
     pub(crate) dlq: Option<DlqArg>,
     pub(crate) policy: Option<PolicyArg>,
+    pub(crate) recovery: Option<RecoveryArg>,
+    pub(crate) throttle: Option<Switch<ThrottleArg>>,
     /// Every inline setting given (not `provider`, `fallback`, `dlq`, `policy`),
     /// for the `policy = EXPR` conflict check.
     pub(crate) inline_keys: Vec<syn::Ident>,
@@ -283,6 +319,10 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
                 });
             }
             "dlq" => attr.dlq = parse_dlq(&meta, errors),
+            "recovery" => attr.recovery = parse_recovery(&meta, errors),
+            "throttle" => {
+                attr.throttle = switch(&meta, errors, "throttle", THROTTLE_KEYS, parse_throttle)
+            }
             _ => errors.on(&ident, unknown("key", &key, "`#[resilient]`", KEYS)),
         }
     }
@@ -659,10 +699,77 @@ fn parse_breaker(metas: Vec<Meta>, errors: &mut Errors) -> BreakerArg {
                 b.consecutive_failures = int(v, errors, "consecutive_failures")
             }
             "open_for" => b.open_for = dur(v, errors, "open_for"),
+            "probe_interval" => b.probe_interval = dur(v, errors, "probe_interval"),
+            "max_probe_interval" => b.max_probe_interval = dur(v, errors, "max_probe_interval"),
             _ => b.half_open_probes = int(v, errors, "half_open_probes"),
         }
     }
     b
+}
+
+fn boolean(expr: Option<&Expr>, errors: &mut Errors, key: &str) -> Option<bool> {
+    match expr? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        other => {
+            errors.on(
+                other,
+                format!("`{key}` must be `true` or `false`, such as `{key} = false`"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_recovery(meta: &Meta, errors: &mut Errors) -> Option<RecoveryArg> {
+    const EXAMPLE: &str = "recovery(wait = true, max_waiting = 1024, pace = 1.5)";
+    if let Meta::NameValue(nv) = meta {
+        if is_ident(&nv.value, "fail_fast") {
+            return Some(RecoveryArg {
+                fail_fast: true,
+                ..RecoveryArg::default()
+            });
+        }
+        errors.on(
+            &nv.value,
+            format!(
+                "`recovery` is either `recovery = fail_fast` or `recovery(...)` with any of: {}",
+                RECOVERY_KEYS.join(", ")
+            ),
+        );
+        return None;
+    }
+    if let Meta::Path(_) = meta {
+        return Some(RecoveryArg::default());
+    }
+    let metas = list(meta, errors, "recovery", EXAMPLE)?;
+    let mut r = RecoveryArg::default();
+    for (name, meta) in items(&metas, errors, "`recovery(...)`", RECOVERY_KEYS) {
+        let v = value(meta, errors);
+        match name.as_str() {
+            "wait" => r.wait = boolean(v, errors, "wait"),
+            "max_waiting" => r.max_waiting = int(v, errors, "max_waiting"),
+            "pace" => r.pace = float(v, errors, "pace"),
+            "min_rate" => r.min_rate = float(v, errors, "min_rate"),
+            "slow_start" => r.slow_start = dur(v, errors, "slow_start"),
+            _ => r.learn_quota = boolean(v, errors, "learn_quota"),
+        }
+    }
+    Some(r)
+}
+
+fn parse_throttle(metas: Vec<Meta>, errors: &mut Errors) -> ThrottleArg {
+    let mut t = ThrottleArg::default();
+    for (name, meta) in items(&metas, errors, "`throttle(...)`", THROTTLE_KEYS) {
+        let v = value(meta, errors);
+        if name == "k" {
+            t.k = float(v, errors, "k");
+        } else {
+            t.window = dur(v, errors, "window");
+        }
+    }
+    t
 }
 
 fn parse_bulkhead(metas: Vec<Meta>, errors: &mut Errors) -> BulkheadArg {

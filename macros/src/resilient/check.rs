@@ -19,6 +19,11 @@ const DEFAULT_MIN_CALLS: u32 = 20;
 const MAX_COUNT_WINDOW: u32 = 1_000_000;
 const MAX_HALF_OPEN_PROBES: u32 = 10_000;
 const MIN_TIME_WINDOW: Duration = Duration::from_millis(20);
+// Ranges of the recovery and throttle settings. They must match
+// `recovery::{MAX_WAITING, MAX_PACE}` and `throttle::MIN_THROTTLE_WINDOW`.
+const MAX_WAITING: u32 = 1_000_000;
+const MAX_PACE: f64 = 100.0;
+const MIN_THROTTLE_WINDOW: Duration = Duration::from_millis(100);
 
 /// Checks on the function: what `#[resilient]` can wrap.
 pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
@@ -137,6 +142,22 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
         }
         positive(b.slow_call.as_ref(), "slow_call", errors);
         positive(b.open_for.as_ref(), "open_for", errors);
+        positive(b.probe_interval.as_ref(), "probe_interval", errors);
+        positive(b.max_probe_interval.as_ref(), "max_probe_interval", errors);
+        if let Some(max) = &b.max_probe_interval {
+            // Unset, the probe interval is `open_for` (30 s by default).
+            let interval = b
+                .probe_interval
+                .as_ref()
+                .or(b.open_for.as_ref())
+                .map_or(Duration::from_secs(30), |d| d.value);
+            if max.value < interval && !max.value.is_zero() {
+                errors.on(
+                    &max.lit,
+                    format!("`max_probe_interval` ({:?}) is shorter than the probe interval ({interval:?}; `probe_interval`, or `open_for` when it is not set): the interval only grows, so raise max_probe_interval or lower probe_interval", max.value),
+                );
+            }
+        }
         at_least_one(b.min_calls.as_ref(), "min_calls", errors);
         at_least_one(
             b.consecutive_failures.as_ref(),
@@ -187,6 +208,56 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
 
     if let Some(b) = &attr.bulkhead {
         at_least_one(b.max_concurrent.as_ref(), "max_concurrent", errors);
+    }
+    if let Some(r) = &attr.recovery {
+        if let Some(n) = &r.max_waiting {
+            if n.value == 0 || n.value > MAX_WAITING {
+                errors.at(
+                    n.span,
+                    format!("`max_waiting` must be in 1..={MAX_WAITING}, got {}; use `wait = false` to fail fast instead", n.value),
+                );
+            }
+        }
+        if let Some(n) = &r.pace {
+            if !(n.value >= 1.0 && n.value <= MAX_PACE) {
+                errors.at(
+                    n.span,
+                    format!("`pace` must be in [1, {MAX_PACE}], got {}; 1.5 lets held calls out at half the rate of new ones", n.value),
+                );
+            }
+        }
+        if let Some(n) = &r.min_rate {
+            if !(n.value > 0.0 && n.value.is_finite()) {
+                errors.at(
+                    n.span,
+                    format!(
+                        "`min_rate` must be a positive number of calls per second, got {}",
+                        n.value
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(Switch::On(t)) = &attr.throttle {
+        if let Some(k) = &t.k {
+            if !(k.value >= 1.0 && k.value.is_finite()) {
+                errors.at(
+                    k.span,
+                    format!(
+                        "`k` must be a number of at least 1, got {}; 2 is the usual choice",
+                        k.value
+                    ),
+                );
+            }
+        }
+        if let Some(w) = &t.window {
+            if w.value < MIN_THROTTLE_WINDOW {
+                errors.on(
+                    &w.lit,
+                    format!("the throttle's `window` must span at least {MIN_THROTTLE_WINDOW:?}, got {:?}", w.value),
+                );
+            }
+        }
     }
     if let Some(r) = &attr.rate_limit {
         at_least_one(r.per_second.as_ref(), "per_second", errors);

@@ -128,6 +128,14 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
                 let d = dur(d);
                 breaker = quote!(#breaker.with_open_for(#d));
             }
+            if let Some(d) = &b.probe_interval {
+                let d = dur(d);
+                breaker = quote!(#breaker.with_probe_interval(#d));
+            }
+            if let Some(d) = &b.max_probe_interval {
+                let d = dur(d);
+                breaker = quote!(#breaker.with_max_probe_interval(#d));
+            }
             if let Some(n) = &b.half_open_probes {
                 let n = u(n);
                 breaker = quote!(#breaker.with_half_open_probes(#n));
@@ -159,6 +167,51 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
             limit = quote!(#limit.with_burst(#n));
         }
         chain = quote!(#chain.with_rate_limit(#p::Some(#limit)));
+    }
+    if let Some(r) = &attr.recovery {
+        let mut recovery = if r.fail_fast {
+            quote!(#p::RecoveryConfig::fail_fast())
+        } else {
+            quote!(#p::RecoveryConfig::new())
+        };
+        if let Some(w) = r.wait {
+            recovery = quote!(#recovery.with_wait(#w));
+        }
+        if let Some(n) = &r.max_waiting {
+            let n = u(n);
+            recovery = quote!(#recovery.with_max_waiting(#n));
+        }
+        if let Some(x) = &r.pace {
+            let x = f(x);
+            recovery = quote!(#recovery.with_pace(#x));
+        }
+        if let Some(x) = &r.min_rate {
+            let x = f(x);
+            recovery = quote!(#recovery.with_min_rate(#x));
+        }
+        if let Some(d) = &r.slow_start {
+            let d = dur(d);
+            recovery = quote!(#recovery.with_slow_start(#d));
+        }
+        if let Some(b) = r.learn_quota {
+            recovery = quote!(#recovery.with_learn_quota(#b));
+        }
+        chain = quote!(#chain.with_recovery(#recovery));
+    }
+    match &attr.throttle {
+        Some(Switch::On(t)) => {
+            let mut throttle = quote!(#p::ThrottleConfig::new());
+            if let Some(k) = &t.k {
+                let k = f(k);
+                throttle = quote!(#throttle.with_k(#k));
+            }
+            if let Some(d) = &t.window {
+                let d = dur(d);
+                throttle = quote!(#throttle.with_window(#d));
+            }
+            chain = quote!(#chain.with_throttle(#p::Some(#throttle)));
+        }
+        Some(Switch::Off) | None => {}
     }
     if attr.idempotent.is_some() {
         chain = quote!(#chain.with_idempotent(true));

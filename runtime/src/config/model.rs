@@ -12,8 +12,10 @@ use crate::bulkhead::BulkheadConfig;
 use crate::error::ConfigError;
 use crate::policy::PolicyConfig;
 use crate::rate_limit::RateLimitConfig;
+use crate::recovery::RecoveryConfig;
 use crate::registry::SharedConfig;
 use crate::retry::{Backoff, Jitter};
+use crate::throttle::ThrottleConfig;
 
 const TOP_KEYS: &[&str] = &["providers", "policies"];
 const PROVIDER_KEYS: &[&str] = &[
@@ -23,7 +25,18 @@ const PROVIDER_KEYS: &[&str] = &[
     "breaker",
     "bulkhead",
     "rate_limit",
+    "recovery",
+    "throttle",
 ];
+const RECOVERY_KEYS: &[&str] = &[
+    "wait",
+    "max_waiting",
+    "pace",
+    "min_rate",
+    "slow_start",
+    "learn_quota",
+];
+const THROTTLE_KEYS: &[&str] = &["k", "window"];
 const POLICY_KEYS: &[&str] = &["provider", "timeout", "deadline", "retry", "idempotent"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
 const POLICY_RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter"];
@@ -37,6 +50,8 @@ const BREAKER_KEYS: &[&str] = &[
     "min_calls",
     "consecutive_failures",
     "open_for",
+    "probe_interval",
+    "max_probe_interval",
     "half_open_probes",
 ];
 const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
@@ -83,6 +98,28 @@ impl CallOverrides {
 pub(crate) struct ProviderSection {
     pub(crate) shared: SharedConfig,
     call: CallOverrides,
+    /// `recovery`, when the file sets it (also in `shared`).
+    recovery: Option<RecoveryConfig>,
+    /// `throttle`, when the file sets it (also in `shared`).
+    throttle: Option<Option<ThrottleConfig>>,
+}
+
+impl ProviderSection {
+    /// The shared settings this section gives a provider whose settings
+    /// are `current`: recovery and the throttle stay as they are unless the
+    /// file sets them.
+    pub(crate) fn shared_over(&self, current: Option<&SharedConfig>) -> SharedConfig {
+        let mut shared = self.shared;
+        if let Some(current) = current {
+            if self.recovery.is_none() {
+                shared.recovery = current.recovery;
+            }
+            if self.throttle.is_none() {
+                shared.throttle = current.throttle;
+            }
+        }
+        shared
+    }
 }
 
 /// `policies.<name>`: what `#[resilient(policy = "name")]` call sites use.
@@ -148,6 +185,15 @@ impl ConfigFile {
             config.retry.budget = shared.budget;
             config.rate_limit = shared.rate_limit;
             config.bulkhead = shared.bulkhead;
+            // Recovery and the throttle only when the file sets them: an
+            // inline `recovery = fail_fast` stays unless the file says
+            // otherwise.
+            if let Some(recovery) = section.recovery {
+                config.recovery = recovery;
+            }
+            if let Some(throttle) = section.throttle {
+                config.throttle = throttle;
+            }
         }
         if let Some(policy) = policy {
             policy.call.apply(config);
@@ -566,6 +612,12 @@ impl Checker {
                 config.open_for = d;
             }
         }
+        if let Some(v) = map.get("probe_interval") {
+            config.probe_interval = self.duration(&p("probe_interval"), v, false);
+        }
+        if let Some(v) = map.get("max_probe_interval") {
+            config.max_probe_interval = self.duration(&p("max_probe_interval"), v, false);
+        }
         if let Some(v) = map.get("half_open_probes") {
             if let Some(n) = self.whole(&p("half_open_probes"), v, 1, MAX_HALF_OPEN_PROBES) {
                 config.half_open_probes = n;
@@ -614,6 +666,78 @@ impl Checker {
         (self.errors.len() == before).then_some(Some(config))
     }
 
+    /// A `recovery` table, or the string `"fail_fast"`.
+    fn recovery(&mut self, path: &str, value: &Value) -> Option<RecoveryConfig> {
+        let before = self.errors.len();
+        if let Value::String(s) = value {
+            if s == "fail_fast" {
+                return Some(RecoveryConfig::fail_fast());
+            }
+        }
+        if !matches!(value, Value::Object(_)) {
+            self.wrong_type(path, "a table or \"fail_fast\"", value);
+            return None;
+        }
+        let map = self.table(path, value, RECOVERY_KEYS)?;
+        let mut config = RecoveryConfig::new();
+        let p = |key: &str| join(path, key);
+        if let Some(v) = map.get("wait") {
+            if let Some(b) = self.boolean(&p("wait"), v) {
+                config.wait = b;
+            }
+        }
+        if let Some(v) = map.get("max_waiting") {
+            if let Some(n) = self.whole(&p("max_waiting"), v, 1, crate::recovery::MAX_WAITING) {
+                config.max_waiting = n;
+            }
+        }
+        if let Some(v) = map.get("pace") {
+            if let Some(x) = self.number(&p("pace"), v) {
+                config.pace = x;
+            }
+        }
+        if let Some(v) = map.get("min_rate") {
+            if let Some(x) = self.number(&p("min_rate"), v) {
+                config.min_rate = x;
+            }
+        }
+        if let Some(v) = map.get("slow_start") {
+            if let Some(d) = self.duration(&p("slow_start"), v, true) {
+                config.slow_start = d;
+            }
+        }
+        if let Some(v) = map.get("learn_quota") {
+            if let Some(b) = self.boolean(&p("learn_quota"), v) {
+                config.learn_quota = b;
+            }
+        }
+        let prefix = path.strip_suffix(".recovery").unwrap_or(path).to_owned();
+        self.cross_check(before, &prefix, config.validate());
+        (self.errors.len() == before).then_some(config)
+    }
+
+    /// A `throttle` table, or `"off"`.
+    fn throttle(&mut self, path: &str, value: &Value) -> Option<Option<ThrottleConfig>> {
+        let before = self.errors.len();
+        let Some(map) = self.table_or_off(path, value, THROTTLE_KEYS)? else {
+            return Some(None);
+        };
+        let mut config = ThrottleConfig::new();
+        if let Some(v) = map.get("k") {
+            if let Some(k) = self.number(&join(path, "k"), v) {
+                config.k = k;
+            }
+        }
+        if let Some(v) = map.get("window") {
+            if let Some(d) = self.duration(&join(path, "window"), v, false) {
+                config.window = d;
+            }
+        }
+        let prefix = path.strip_suffix(".throttle").unwrap_or(path).to_owned();
+        self.cross_check(before, &prefix, config.validate());
+        (self.errors.len() == before).then_some(Some(config))
+    }
+
     fn provider(&mut self, path: &str, value: &Value) -> Option<ProviderSection> {
         let before = self.errors.len();
         let map = self.table(path, value, PROVIDER_KEYS)?;
@@ -639,7 +763,24 @@ impl Checker {
                 shared.rate_limit = limit;
             }
         }
-        (self.errors.len() == before).then_some(ProviderSection { shared, call })
+        let recovery = map
+            .get("recovery")
+            .and_then(|v| self.recovery(&join(path, "recovery"), v));
+        let throttle = map
+            .get("throttle")
+            .and_then(|v| self.throttle(&join(path, "throttle"), v));
+        if let Some(recovery) = recovery {
+            shared.recovery = recovery;
+        }
+        if let Some(throttle) = throttle {
+            shared.throttle = throttle;
+        }
+        (self.errors.len() == before).then_some(ProviderSection {
+            shared,
+            call,
+            recovery,
+            throttle,
+        })
     }
 
     fn policy(&mut self, path: &str, value: &Value, root: &Value) -> Option<PolicySection> {

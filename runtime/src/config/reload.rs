@@ -124,10 +124,12 @@ impl Registry {
         {
             let mut providers = self.providers.write();
             for (name, section) in &file.providers {
-                let next = match providers.get(name.as_str()) {
-                    Some(old) if *old.config() == section.shared => continue,
-                    Some(old) => Provider::reconfigured(old, section.shared),
-                    None => Provider::new(Arc::from(name.as_str()), section.shared),
+                let current = providers.get(name.as_str());
+                let shared = section.shared_over(current.map(|p| p.config()));
+                let next = match current {
+                    Some(old) if *old.config() == shared => continue,
+                    Some(old) => Provider::reconfigured(old, shared),
+                    None => Provider::new(Arc::from(name.as_str()), shared),
                 };
                 providers.insert(Arc::clone(next.name()), Arc::new(next));
             }

@@ -502,6 +502,33 @@ impl Gate {
         }
     }
 
+    /// Whether the admissions other than new calls in the last
+    /// [`PACE_WINDOW`] stay within their share beside new calls
+    /// (`pace − 1`); right after held calls were released at the whole
+    /// `pace`, new calls queue until they do, so the window that spans the
+    /// change keeps the bound too.
+    fn within_retry_share(&self, inner: &Inner, now: Instant) -> bool {
+        let at = self.nanos(now);
+        let horizon = at.saturating_sub(duration_nanos(PACE_WINDOW));
+        let sent = inner
+            .sent
+            .iter()
+            .rev()
+            .take_while(|&&t| t > horizon)
+            .count();
+        if sent == 0 {
+            return true;
+        }
+        let arrived = inner
+            .arrivals
+            .iter()
+            .rev()
+            .take_while(|&&t| t > horizon)
+            .count();
+        let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
+        sent as f64 <= ((self.config.pace - 1.0) * arrived as f64).max(floor)
+    }
+
     /// Go idle if nothing needs the slow path any more.
     fn settle(&self, inner: &mut Inner, breaker: &Breaker, now: Instant) {
         let at = self.nanos(now);
@@ -541,7 +568,8 @@ impl Gate {
             // held back by the provider (an open breaker, a cooldown):
             // those are released earliest deadline first. Retries waiting
             // for a pace slot alone never delay a new call.
-            if inner.waiters.is_empty() || !self.config.wait || (first_attempt && inner.held == 0) {
+            let bypass = first_attempt && inner.held == 0 && self.within_retry_share(&inner, now);
+            if inner.waiters.is_empty() || !self.config.wait || bypass {
                 match self.try_grant(&mut inner, breaker, now, first_attempt) {
                     Ok(permit) => {
                         self.settle(&mut inner, breaker, now);

@@ -27,11 +27,13 @@ async fn cached(order: &u64, error: ApiError) -> Result<String, ApiError> {
     timeout = "2s",
     deadline = "10s",
     retry(max_attempts = 4, backoff = exponential(base = "100ms", max = "5s"), jitter = full, budget = ratio(0.1, cap = 5)),
-    breaker(failure_rate = 0.5, slow_rate = 0.8, slow_call = "1s", window = 20, min_calls = 10, consecutive_failures = 5, open_for = "30s", half_open_probes = 3),
+    breaker(failure_rate = 0.5, slow_rate = 0.8, slow_call = "1s", window = 20, min_calls = 10, consecutive_failures = 5, open_for = "30s", probe_interval = "100ms", max_probe_interval = "1s", half_open_probes = 3),
     bulkhead(max_concurrent = 32, max_wait = "50ms"),
     rate_limit(per_second = 100, burst = 20),
     idempotent(key = format!("charge-{order}")),
     fallback = cached,
+    recovery(wait = true, max_waiting = 64, pace = 1.5, min_rate = 5, slow_start = "2s", learn_quota = false),
+    throttle(k = 2, window = "1m"),
 )]
 async fn charge(order: &u64) -> Result<String, ApiError> {
     Ok(buttress::idempotency_key().unwrap().to_string())
@@ -40,12 +42,14 @@ async fn charge(order: &u64) -> Result<String, ApiError> {
 #[resilient(
     retry(backoff = decorrelated("10ms", "1s"), jitter = equal, budget = off),
     breaker(window = "30s", min_calls = 5),
+    recovery,
+    throttle,
 )]
 async fn decorrelated() -> Result<u8, ApiError> {
     Ok(1)
 }
 
-#[resilient(retry = off, breaker = off, idempotent)]
+#[resilient(retry = off, breaker = off, idempotent, recovery = fail_fast, throttle = off)]
 async fn plain() -> Result<u8, ApiError> {
     let _ = Duration::from_secs(1);
     Ok(2)
