@@ -121,7 +121,7 @@ pub struct RecoveryStats {
     pub cooldowns: u64,
 }
 
-/// A provider's gate (see the [module docs](self)).
+/// A provider's gate (see the [module docs](crate::recovery)).
 #[derive(Debug)]
 pub struct Gate {
     provider: Arc<str>,
