@@ -134,20 +134,24 @@ fn policy(
         .expect("a valid policy")
 }
 
-#[tokio::test(start_paused = true)]
-async fn one_429_pauses_every_caller_of_the_provider() {
-    let registry = Registry::new();
-    let start = Instant::now();
-    // The provider answers the first request 429 with Retry-After: 1 s.
+/// A provider that answers its first request 429 with `Retry-After: 1 s`,
+/// and every later one with success.
+fn throttles_once() -> Provider {
     let first = Arc::new(Mutex::new(true));
-    let provider = Provider::new(move |_| {
-        let mut first = first.lock().unwrap();
-        if std::mem::take(&mut *first) {
+    Provider::new(move |_| {
+        if std::mem::take(&mut *first.lock().unwrap()) {
             Err(Fail::Throttled(Some(Duration::from_secs(1))))
         } else {
             Ok(())
         }
-    });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_429_pauses_every_caller_of_the_provider() {
+    let registry = Registry::new();
+    let start = Instant::now();
+    let provider = throttles_once();
     let breaker = BreakerConfig::new();
     let a = policy(
         &registry,
@@ -191,14 +195,7 @@ async fn one_429_pauses_every_caller_of_the_provider() {
 
     // Failing fast, the same pause rejects at once and says how long.
     let registry = Registry::new();
-    let first = Arc::new(Mutex::new(true));
-    let provider = Provider::new(move |_| {
-        if std::mem::take(&mut *first.lock().unwrap()) {
-            Err(Fail::Throttled(Some(Duration::from_secs(1))))
-        } else {
-            Ok(())
-        }
-    });
+    let provider = throttles_once();
     let fast = RecoveryConfig::fail_fast();
     let c = policy(
         &registry,
