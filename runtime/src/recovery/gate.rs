@@ -143,7 +143,8 @@ pub struct Gate {
 struct Inner {
     /// Waiters by (deadline in nanoseconds since `base`, arrival order).
     waiters: BTreeMap<(u64, u64), Arc<Notify>>,
-    /// Waiters that an open breaker or a cooldown held back.
+    /// Waiters held back: new calls that queued, and calls that an open
+    /// breaker, a cooldown or the learned quota held back.
     held: usize,
     seq: u64,
     /// Admissions other than new calls going at once (retries, probes,
@@ -603,6 +604,12 @@ impl Gate {
             inner.seq += 1;
             let key = (deadline.map_or(u64::MAX, |d| self.nanos(d)), inner.seq);
             inner.waiters.insert(key, Arc::clone(&notify));
+            // A new call that has to queue is held back like the calls
+            // ahead of it: later new calls queue behind it (earliest
+            // deadline first) instead of overtaking it.
+            if first_attempt {
+                inner.held += 1;
+            }
             self.metric(Metric::Waiting(inner.waiters.len()));
             key
         };
@@ -610,7 +617,7 @@ impl Gate {
             gate: self,
             key,
             armed: true,
-            held: false,
+            held: first_attempt,
         };
         let mut last = Blocked {
             reason: BlockReason::CircuitOpen,
