@@ -25,7 +25,9 @@
 //! client: no 100 ms window of the run (aligned to the provider's
 //! [`BUCKET`]s) carries more requests than [`PACE`] × the operations issued
 //! in it, the fractional allowance carried from one window to the next
-//! (5 operations a window allow 7, 8, 7, 8, …). It is the reference the
+//! (5 operations a window allow 7, 8, 7, 8, …). Once the run has stopped
+//! issuing there is no rate to compare with, and the bound lifts (the
+//! peak measure skips those windows too). It is the reference the
 //! checks use: an oracle that sends every held operation at the instant of
 //! recovery is not a bound any provider-protecting client can reach.
 
@@ -96,9 +98,15 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
         }
         if paced && window_of(t) != window {
             window = window_of(t);
-            let allowance = carry + PACE * f64::from(issued_in[window as usize]);
-            window_left = allowance.floor();
-            carry = allowance - window_left;
+            if t >= issued_for {
+                // Nothing is issued any more: there is no rate to compare
+                // with (the peak measure skips these windows too).
+                window_left = f64::INFINITY;
+            } else {
+                let allowance = carry + PACE * f64::from(issued_in[window as usize]);
+                window_left = allowance.floor();
+                carry = allowance - window_left;
+            }
         }
         let index = schedule.phase_index_at(t);
         let phase = &schedule.phases()[index].1;
@@ -226,10 +234,13 @@ mod tests {
 
     #[test]
     fn the_pace_bounds_every_window() {
-        // Down for 2 s: 100 operations wait; afterwards the paced oracle
-        // releases them at 1.5 × 5 per 100 ms, so some expire.
+        // Down for 3.5 s: 175 operations wait; afterwards the paced oracle
+        // releases them oldest first at 1.5 × 5 per 100 ms while new ones
+        // keep coming. It catches up 0.5 s of backlog per second, faster
+        // than deadlines pass, so every operation is still served; only
+        // later.
         let s = Schedule::new(
-            Duration::from_secs(6),
+            Duration::from_secs(10),
             vec![
                 (Duration::ZERO, Phase::healthy()),
                 (Duration::from_secs(1), Phase::Down),
@@ -239,8 +250,24 @@ mod tests {
         let unpaced = oracle(&s, 50, false);
         let paced = oracle(&s, 50, true);
         assert_eq!(unpaced.served, unpaced.operations);
-        assert!(paced.served < unpaced.served, "{paced:?}");
-        // The first 100 ms after recovery carry at most 7 or 8.
+        assert_eq!(paced.served, paced.operations, "{paced:?}");
+        assert!(paced.p99_ms >= unpaced.p99_ms, "{paced:?} {unpaced:?}");
+        // An outage longer than the deadline loses what cannot wait, and
+        // the pace loses nothing more: released oldest first at 1.5 × the
+        // arrival rate, the backlog's oldest issue time advances 1.5 s per
+        // second while deadlines pass at 1 s per second.
+        let long = Schedule::new(
+            Duration::from_secs(12),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (Duration::from_secs(1), Phase::Down),
+                (Duration::from_secs(7), Phase::healthy()),
+            ],
+        );
+        let unpaced = oracle(&long, 50, false);
+        let paced = oracle(&long, 50, true);
+        assert_eq!(paced.served, unpaced.served, "{paced:?} {unpaced:?}");
+        assert!(unpaced.served < unpaced.operations);
         assert!(paced.p99_ms >= unpaced.p99_ms);
         // Healthy throughout: the pace never binds.
         let healthy = scenario("healthy", true).unwrap();
