@@ -79,7 +79,7 @@ impl Variant {
                  attempts, exponential backoff 100 ms-2 s with full jitter and never sooner than \
                  a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 5 \
                  failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \
-                 were seen, open 100 ms then probing every 100 ms, 3 half-open probes; default \
+                 were seen, open 100 ms then probing with one call every 100 ms; default \
                  recovery: calls wait inside their deadline, released earliest deadline first \
                  at 1.5x the rate of new calls, one cooldown per Retry-After; one idempotency \
                  key per operation"
@@ -91,7 +91,7 @@ impl Variant {
                  jitter; retries connection errors, timeouts, 5xx, 409, 429; Retry-After ignored, \
                  tower has no support for it) > breaker (opening after 5 failures in a row: \
                  tower-resilience takes one failure model, a rate or a streak, not both; open \
-                 100 ms, 3 half-open probes) > ConcurrencyLimit 256 > Timeout 500 ms per \
+                 100 ms, 1 half-open probe) > ConcurrencyLimit 256 > Timeout 500 ms per \
                  attempt; one idempotency key per operation"
             }
             Self::Naive => {

@@ -112,7 +112,7 @@ struct RefundBody<'a> {
 /// than a 429's `Retry-After`), a retry budget of 0.2 per call (cap 50),
 /// and a breaker opening after 5 failures in a row or when 90 % of the
 /// last 500 ms of calls failed (once 10 were seen), open 100 ms, then
-/// probing with 3 calls every 100 ms. While it is open, or the provider
+/// probing with one call every 100 ms. While it is open, or the provider
 /// asked for a pause, calls wait inside their deadline (the default
 /// recovery) and come back earliest deadline first at 1.5 × the rate of
 /// new calls.
@@ -152,7 +152,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),
         idempotent(key = req.idempotency_key),
     )]
     pub async fn create_charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentsError> {
@@ -179,7 +179,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),
         idempotent(key = key),
     )]
     pub async fn refund(&self, charge_id: &str, key: &str) -> Result<Refund, PaymentsError> {
@@ -203,7 +203,7 @@ impl PaymentsClient {
         timeout = "500ms",
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 3),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),
         idempotent,
     )]
     pub async fn get_charge(&self, id: &str) -> Result<Charge, PaymentsError> {

@@ -87,7 +87,7 @@ pub const BREAKER_CONSECUTIVE_FAILURES: usize = 5;
 /// How long the breaker stays open before letting probes through.
 pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(100);
 /// Probes let through while half-open.
-pub const BREAKER_HALF_OPEN_PROBES: usize = 3;
+pub const BREAKER_HALF_OPEN_PROBES: usize = 1;
 
 /// What the whole stack answers for one attempt: the breaker's error around
 /// tower's boxed errors (a per-attempt timeout, a `reqwest::Error`).

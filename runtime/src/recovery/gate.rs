@@ -27,7 +27,7 @@ use crate::sync::RwLock;
 /// within `pace` × the new calls that arrived in it.
 const PACE_WINDOW: Duration = Duration::from_millis(100);
 /// The span over which the arrival rate of new calls is measured.
-const DEMAND_SPAN: Duration = Duration::from_secs(1);
+const DEMAND_SPAN: Duration = Duration::from_secs(2);
 /// The shortest span a demand measure is divided by (right after the gate
 /// became active, fewer arrivals have been seen).
 const MIN_DEMAND_SPAN: Duration = Duration::from_millis(20);
@@ -473,8 +473,17 @@ impl Gate {
             } else {
                 self.config.pace - 1.0
             };
+            // When new calls thin out (or stop) while calls are held, the
+            // release does not collapse with them: it keeps the demand of
+            // the last `DEMAND_SPAN` as its measure, fading over it.
+            let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
+            let arrived = if inner.held > 0 {
+                (arrived as f64).max(recent)
+            } else {
+                arrived as f64
+            };
             let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
-            let allowance = (share * arrived as f64).max(floor);
+            let allowance = (share * arrived).max(floor);
             if (inner.sent.len() + 1) as f64 > allowance {
                 let oldest = inner.sent.front().copied().unwrap_or(at);
                 return Err(Blocked {
