@@ -26,6 +26,11 @@ use crate::sync::RwLock;
 /// The sliding window of the pace: admissions over any span this long stay
 /// within `pace` × the new calls that arrived in it.
 const PACE_WINDOW: Duration = Duration::from_millis(100);
+/// While calls are held, the release keeps at least the pace the provider
+/// took over this span.
+const SUSTAIN_SPAN: Duration = Duration::from_secs(1);
+/// A bound on the admissions remembered for [`SUSTAIN_SPAN`].
+const MAX_RELEASED: usize = 100_000;
 /// The span over which the arrival rate of new calls is measured.
 const DEMAND_SPAN: Duration = Duration::from_secs(2);
 /// The shortest span a demand measure is divided by (right after the gate
@@ -150,6 +155,8 @@ struct Inner {
     /// Admissions other than new calls going at once (retries, probes,
     /// held calls), ns since base, within the last [`PACE_WINDOW`].
     sent: VecDeque<u64>,
+    /// The same admissions within the last [`SUSTAIN_SPAN`].
+    released: VecDeque<u64>,
     /// The earliest instant of the next admission under the learned quota.
     next_quota_slot: u64,
     /// First attempts seen while active (ns since base), the last second.
@@ -347,6 +354,7 @@ impl Gate {
         inner.quota_pending = false;
         inner.paced_until = 0;
         inner.sent.clear();
+        inner.released.clear();
         inner.next_quota_slot = 0;
         inner.arrivals.clear();
         for notify in inner.waiters.values() {
@@ -475,10 +483,18 @@ impl Gate {
             };
             // When new calls thin out (or stop) while calls are held, the
             // release does not collapse with them: it keeps the demand of
-            // the last `DEMAND_SPAN` as its measure, fading over it.
-            let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
+            // the last `DEMAND_SPAN` as its measure, and the pace the
+            // provider has been taking over the last second.
             let arrived = if inner.held > 0 {
-                (arrived as f64).max(recent)
+                let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
+                let second = at.saturating_sub(duration_nanos(SUSTAIN_SPAN));
+                while inner.released.front().is_some_and(|&t| t <= second) {
+                    inner.released.pop_front();
+                }
+                let taken = inner.released.len() as f64 * PACE_WINDOW.as_secs_f64()
+                    / SUSTAIN_SPAN.as_secs_f64()
+                    / self.config.pace;
+                (arrived as f64).max(recent).max(taken)
             } else {
                 arrived as f64
             };
@@ -496,6 +512,10 @@ impl Gate {
             Ok(permit) => {
                 if !new_call {
                     inner.sent.push_back(at);
+                    inner.released.push_back(at);
+                    if inner.released.len() > MAX_RELEASED {
+                        inner.released.pop_front();
+                    }
                 }
                 if let Some(interval) = quota_interval {
                     inner.next_quota_slot = inner.next_quota_slot.max(at).saturating_add(interval);
