@@ -17,7 +17,10 @@
 //! - **Paced.** While paced (during an incident, `slow_start` after it, and
 //!   while calls wait), the provider receives at most `pace` × the arrival
 //!   rate of new calls (at least `min_rate` per second), retries, probes
-//!   and held calls included; with a learned quota, at most the quota.
+//!   and held calls included, over any 100 ms; with a learned quota, at
+//!   most the quota. While calls are held the measure keeps the demand of
+//!   the last 2 s and the pace the provider took over the last second, so
+//!   a backlog drains even when new calls stop.
 //! - **One cooldown per provider.** A `Retry-After` seen by one call pauses
 //!   every call of the provider in the process until it has passed.
 //! - **Free when idle.** In the steady state a call reads one atomic flag.
