@@ -219,6 +219,13 @@ async fn one_429_pauses_every_caller_of_the_provider() {
         other => panic!("expected a local RateLimited, got {other:?}"),
     }
     assert_eq!(provider.calls().len(), 1);
+
+    // An operator's (or a test's) reset forgets the pause.
+    assert!(c.shared().recovery().stats().cooldown.is_some());
+    c.shared().recovery().reset();
+    assert_eq!(c.shared().recovery().stats().cooldown, None);
+    assert!(c.run(|| provider.call("c3")).await.is_ok());
+    assert_eq!(provider.calls().len(), 2);
 }
 
 #[tokio::test(start_paused = true)]

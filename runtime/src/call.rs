@@ -103,7 +103,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The telemetry label: `circuit_open`, `rate_limit`, `bulkhead`,
-    /// `cooldown` or `queue_full`.
+    /// `cooldown`, `queue_full` or `throttled`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -417,17 +417,12 @@ where
         let probe = permit.kind() == PermitKind::Probe;
         match finished {
             Finished::Done(Ok(value)) => {
-                if let Some(throttle) = &provider.throttle {
-                    throttle.record(true);
-                }
                 if trips {
                     provider.breaker.record(permit, false, elapsed);
                 } else {
                     drop(permit);
                 }
-                if probe {
-                    provider.gate.wake();
-                }
+                self.attempt_resolved(probe, Some(true));
                 self.attempt_ended(None, elapsed);
                 ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
             }
@@ -438,9 +433,6 @@ where
                 // the breaker (which would stop them all).
                 let paced = class == ErrorClass::RateLimited
                     && (provider.gate.config().learn_quota() || provider.gate.config().wait());
-                if let Some(throttle) = &provider.throttle {
-                    throttle.record(!class.is_provider_failure());
-                }
                 if trips && !paced {
                     provider
                         .breaker
@@ -448,9 +440,7 @@ where
                 } else {
                     drop(permit);
                 }
-                if probe {
-                    provider.gate.wake();
-                }
+                self.attempt_resolved(probe, Some(!class.is_provider_failure()));
                 self.attempt_ended(Some(class), elapsed);
                 let retry_after = error.retry_after();
                 // Only the provider's own answers pause it: a nested
@@ -463,17 +453,12 @@ where
                 self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
-                if let Some(throttle) = &provider.throttle {
-                    throttle.record(false);
-                }
                 if trips {
                     provider.breaker.record(permit, true, elapsed);
                 } else {
                     drop(permit);
                 }
-                if probe {
-                    provider.gate.wake();
-                }
+                self.attempt_resolved(probe, Some(false));
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::Timeout {
                     provider: self.provider_name(),
@@ -485,9 +470,7 @@ where
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
                 drop(permit);
-                if probe {
-                    provider.gate.wake();
-                }
+                self.attempt_resolved(probe, None);
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::DeadlineExceeded {
                     provider: self.provider_name(),
@@ -557,38 +540,45 @@ where
                     return Err(self.no_time_left());
                 }
                 let retry_in = blocked.retry_in(now);
+                let provider = self.provider_name();
                 let (why, error) = match blocked.reason {
-                    BlockReason::CircuitOpen => (
-                        Rejection::CircuitOpen,
-                        Error::CircuitOpen {
-                            provider: self.provider_name(),
-                            retry_in,
+                    BlockReason::CircuitOpen | BlockReason::QueueFull => (
+                        if blocked.reason == BlockReason::QueueFull {
+                            Rejection::QueueFull
+                        } else {
+                            Rejection::CircuitOpen
                         },
+                        Error::CircuitOpen { provider, retry_in },
                     ),
-                    BlockReason::QueueFull => (
-                        Rejection::QueueFull,
-                        Error::CircuitOpen {
-                            provider: self.provider_name(),
-                            retry_in,
+                    BlockReason::Cooldown | BlockReason::Pace | BlockReason::Quota => (
+                        if blocked.reason == BlockReason::Cooldown {
+                            Rejection::Cooldown
+                        } else {
+                            Rejection::RateLimit
                         },
-                    ),
-                    BlockReason::Cooldown => (
-                        Rejection::Cooldown,
                         Error::RateLimited {
-                            provider: self.provider_name(),
-                            retry_after: retry_in.unwrap_or_default(),
-                        },
-                    ),
-                    BlockReason::Pace | BlockReason::Quota => (
-                        Rejection::RateLimit,
-                        Error::RateLimited {
-                            provider: self.provider_name(),
+                            provider,
                             retry_after: retry_in.unwrap_or_default(),
                         },
                     ),
                 };
                 Err(self.reject(why, error))
             }
+        }
+    }
+
+    /// An admitted attempt is over: tell the throttle whether the provider
+    /// accepted it (`None`: it was cut short, which says nothing), and wake
+    /// the gate's waiters after a probe, whose outcome may have closed or
+    /// reopened the breaker.
+    #[inline]
+    fn attempt_resolved(&self, probe: bool, accepted: Option<bool>) {
+        let provider = &self.policy.provider;
+        if let (Some(throttle), Some(accepted)) = (&provider.throttle, accepted) {
+            throttle.record(accepted);
+        }
+        if probe {
+            provider.gate.wake();
         }
     }
 

@@ -330,7 +330,8 @@ fn times_opened() -> u64 {
 }
 
 /// Reset the process-wide `"payments"` state that Buttress clients share:
-/// the breaker back to closed with an empty window, the retry budget full.
+/// the breaker back to closed with an empty window, the retry budget full,
+/// the recovery gate without cooldown, pace or learned quota.
 /// Call before each lab run so each starts fresh.
 ///
 /// Before the first Buttress call there is nothing to reset (the state is
@@ -342,5 +343,6 @@ pub fn reset_shared_state() {
         if let Some(budget) = provider.budget() {
             budget.refill();
         }
+        provider.recovery().reset();
     }
 }

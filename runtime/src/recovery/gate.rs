@@ -153,9 +153,8 @@ struct Inner {
     held: usize,
     seq: u64,
     /// Admissions other than new calls going at once (retries, probes,
-    /// held calls), ns since base, within the last [`PACE_WINDOW`].
-    sent: VecDeque<u64>,
-    /// The same admissions within the last [`SUSTAIN_SPAN`].
+    /// held calls), ns since base, within the last [`SUSTAIN_SPAN`] (the
+    /// pace counts those of the last [`PACE_WINDOW`]).
     released: VecDeque<u64>,
     /// The earliest instant of the next admission under the learned quota.
     next_quota_slot: u64,
@@ -353,7 +352,6 @@ impl Gate {
         inner.quota = None;
         inner.quota_pending = false;
         inner.paced_until = 0;
-        inner.sent.clear();
         inner.released.clear();
         inner.next_quota_slot = 0;
         inner.arrivals.clear();
@@ -445,8 +443,9 @@ impl Gate {
         let forced_closed = breaker.state() == BreakerState::ForcedClosed;
         let window = duration_nanos(PACE_WINDOW);
         let horizon = at.saturating_sub(window);
-        while inner.sent.front().is_some_and(|&t| t <= horizon) {
-            inner.sent.pop_front();
+        let second = at.saturating_sub(duration_nanos(SUSTAIN_SPAN));
+        while inner.released.front().is_some_and(|&t| t <= second) {
+            inner.released.pop_front();
         }
         let quota_interval = inner
             .quota
@@ -470,12 +469,7 @@ impl Gate {
         // whole `pace`. An operator who forced the breaker closed said:
         // let everything through.
         if pace.is_some() && !forced_closed && !new_call {
-            let arrived = inner
-                .arrivals
-                .iter()
-                .rev()
-                .take_while(|&&t| t > horizon)
-                .count();
+            let arrived = count_since(&inner.arrivals, horizon);
             let share = if inner.held > 0 {
                 self.config.pace
             } else {
@@ -487,10 +481,6 @@ impl Gate {
             // provider has been taking over the last second.
             let arrived = if inner.held > 0 {
                 let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
-                let second = at.saturating_sub(duration_nanos(SUSTAIN_SPAN));
-                while inner.released.front().is_some_and(|&t| t <= second) {
-                    inner.released.pop_front();
-                }
                 let taken = inner.released.len() as f64 * PACE_WINDOW.as_secs_f64()
                     / SUSTAIN_SPAN.as_secs_f64()
                     / self.config.pace;
@@ -500,8 +490,18 @@ impl Gate {
             };
             let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
             let allowance = (share * arrived).max(floor);
-            if (inner.sent.len() + 1) as f64 > allowance {
-                let oldest = inner.sent.front().copied().unwrap_or(at);
+            let sent = count_since(&inner.released, horizon);
+            if (sent + 1) as f64 > allowance {
+                // The oldest admission still in the window (none when the
+                // allowance is below one call: then wait a whole window).
+                let oldest = inner
+                    .released
+                    .len()
+                    .checked_sub(sent)
+                    .and_then(|i| inner.released.get(i))
+                    .copied()
+                    .filter(|_| sent > 0)
+                    .unwrap_or(at);
                 return Err(Blocked {
                     reason: BlockReason::Pace,
                     until: Some(self.instant(oldest.saturating_add(window).saturating_add(1))),
@@ -511,7 +511,6 @@ impl Gate {
         match breaker.try_acquire() {
             Ok(permit) => {
                 if !new_call {
-                    inner.sent.push_back(at);
                     inner.released.push_back(at);
                     if inner.released.len() > MAX_RELEASED {
                         inner.released.pop_front();
@@ -540,21 +539,11 @@ impl Gate {
     fn within_retry_share(&self, inner: &Inner, now: Instant) -> bool {
         let at = self.nanos(now);
         let horizon = at.saturating_sub(duration_nanos(PACE_WINDOW));
-        let sent = inner
-            .sent
-            .iter()
-            .rev()
-            .take_while(|&&t| t > horizon)
-            .count();
+        let sent = count_since(&inner.released, horizon);
         if sent == 0 {
             return true;
         }
-        let arrived = inner
-            .arrivals
-            .iter()
-            .rev()
-            .take_while(|&&t| t > horizon)
-            .count();
+        let arrived = count_since(&inner.arrivals, horizon);
         let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
         sent as f64 <= ((self.config.pace - 1.0) * arrived as f64).max(floor)
     }
@@ -794,6 +783,11 @@ impl Gate {
         #[cfg(not(feature = "metrics"))]
         let _ = quota;
     }
+}
+
+/// How many of the instants in `queue` (oldest first) are after `horizon`.
+fn count_since(queue: &VecDeque<u64>, horizon: u64) -> usize {
+    queue.iter().rev().take_while(|&&t| t > horizon).count()
 }
 
 /// Whether what blocks cannot end before the deadline.
