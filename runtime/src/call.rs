@@ -54,6 +54,10 @@ pub struct Call<'p, T, E> {
     last_attempt_at: Option<Instant>,
     /// When the latest attempt that waited ended, if it was measured.
     ended_at: Option<Instant>,
+    /// Attempts of this call the adaptive timeout cut: each doubles the
+    /// next one's timeout (up to its `max`), as TCP backs off its
+    /// retransmission timer.
+    cut: u32,
     outcome: Option<CallOutcome>,
     _result: PhantomData<fn() -> T>,
 }
@@ -164,6 +168,7 @@ where
             last_error: None,
             last_attempt_at: None,
             ended_at: None,
+            cut: 0,
             outcome: None,
             _result: PhantomData,
         }
@@ -398,11 +403,22 @@ where
         if !self.ctx.span.is_disabled() {
             self.open_attempt_span(attempt);
         }
-        let (finished, pending_since) =
-            AttemptFuture::new(body, &mut self.ctx, policy.config.timeout).await;
+        let timeout = match &policy.latency {
+            None => policy.config.timeout,
+            Some(tracker) if self.cut == 0 => Some(tracker.timeout()),
+            Some(tracker) => Some(
+                tracker
+                    .timeout()
+                    .saturating_mul(1 << self.cut.min(16))
+                    .min(tracker.config().max()),
+            ),
+        };
+        let (finished, pending_since) = AttemptFuture::new(body, &mut self.ctx, timeout).await;
         drop(slot);
 
-        let measure = provider.breaker.measures_duration() || policy.telemetry.measures();
+        let measure = provider.breaker.measures_duration()
+            || policy.telemetry.measures()
+            || policy.latency.is_some();
         let elapsed = match pending_since {
             Some(since) if measure => {
                 // One clock read serves the breaker, the attempt's and the
@@ -415,6 +431,12 @@ where
         };
         let trips = provider.breaker_trips;
         let probe = permit.kind() == PermitKind::Probe;
+        if let (Some(tracker), Finished::Done(Ok(_)), Some(elapsed), Some(now)) =
+            (&policy.latency, &finished, elapsed, self.ended_at)
+        {
+            // A successful answer: what the adaptive timeout follows.
+            tracker.record(elapsed, now);
+        }
         match finished {
             Finished::Done(Ok(value)) => {
                 if trips {
@@ -453,6 +475,10 @@ where
                 self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
+                if let Some(tracker) = &policy.latency {
+                    tracker.record_timeout(self.ended_at.unwrap_or_else(Instant::now));
+                    self.cut += 1;
+                }
                 if trips {
                     provider.breaker.record(permit, true, elapsed);
                 } else {
@@ -462,7 +488,7 @@ where
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::Timeout {
                     provider: self.provider_name(),
-                    timeout: policy.config.timeout.unwrap_or_default(),
+                    timeout: timeout.unwrap_or_default(),
                     attempt,
                 });
                 self.after_failure(error, ErrorClass::OutcomeUnknown, None)

@@ -149,6 +149,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod adaptive_timeout;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
@@ -198,6 +199,7 @@ pub use rng::Rng;
 /// Not public API: what generated code and the test suite reach for.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::adaptive_timeout::AdaptiveTimeoutConfig;
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
     pub use crate::bulkhead::BulkheadConfig;

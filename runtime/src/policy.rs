@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adaptive_timeout::{AdaptiveTimeoutConfig, LatencyTracker};
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::call::Call;
@@ -33,6 +34,7 @@ pub struct PolicyConfig {
     pub(crate) provider: Cow<'static, str>,
     pub(crate) operation: Cow<'static, str>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) adaptive_timeout: Option<AdaptiveTimeoutConfig>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) retry: RetryConfig,
     pub(crate) breaker: Option<BreakerConfig>,
@@ -59,6 +61,7 @@ impl PolicyConfig {
             provider: Cow::Borrowed(provider),
             operation: Cow::Borrowed(operation),
             timeout: Some(Duration::from_secs(10)),
+            adaptive_timeout: None,
             deadline: Some(Duration::from_secs(30)),
             retry: RetryConfig::new(),
             breaker: Some(BreakerConfig::new()),
@@ -126,6 +129,14 @@ impl PolicyConfig {
     #[must_use]
     pub const fn with_recovery(mut self, recovery: RecoveryConfig) -> Self {
         self.recovery = recovery;
+        self
+    }
+
+    /// An adaptive attempt timeout (`None`: the fixed `timeout`). The
+    /// `timeout` is then its starting value (clamped to its `min..=max`).
+    #[must_use]
+    pub const fn with_adaptive_timeout(mut self, adaptive: Option<AdaptiveTimeoutConfig>) -> Self {
+        self.adaptive_timeout = adaptive;
         self
     }
 
@@ -203,6 +214,12 @@ impl PolicyConfig {
         &self.recovery
     }
 
+    /// The adaptive attempt timeout's settings.
+    #[must_use]
+    pub const fn adaptive_timeout(&self) -> Option<&AdaptiveTimeoutConfig> {
+        self.adaptive_timeout.as_ref()
+    }
+
     /// The adaptive throttle's settings.
     #[must_use]
     pub const fn throttle(&self) -> Option<&ThrottleConfig> {
@@ -242,6 +259,17 @@ impl PolicyConfig {
                     "timeout",
                     format!("({timeout:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower the timeout"),
                 ));
+            }
+        }
+        if let Some(adaptive) = &self.adaptive_timeout {
+            adaptive.validate()?;
+            if let Some(deadline) = self.deadline {
+                if adaptive.max > deadline {
+                    return Err(ConfigError::new(
+                        "adaptive_timeout.max",
+                        format!("({:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower `max`", adaptive.max),
+                    ));
+                }
             }
         }
         self.retry.validate()?;
@@ -349,6 +377,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// An adaptive attempt timeout, starting from the `timeout`.
+    pub const fn adaptive_timeout(mut self, adaptive: AdaptiveTimeoutConfig) -> Self {
+        self.config.adaptive_timeout = Some(adaptive);
+        self
+    }
+
     /// An adaptive throttle.
     pub const fn throttle(mut self, throttle: ThrottleConfig) -> Self {
         self.config.throttle = Some(throttle);
@@ -395,6 +429,18 @@ pub(crate) struct PolicyInner {
     pub(crate) provider: Arc<Provider>,
     pub(crate) rng: Rng,
     pub(crate) telemetry: crate::telemetry::SiteTelemetry,
+    pub(crate) latency: Option<LatencyTracker>,
+}
+
+impl PolicyInner {
+    /// The timeout of the next attempt: the adaptive one, or the fixed one.
+    #[inline]
+    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
+        match &self.latency {
+            Some(tracker) => Some(tracker.timeout()),
+            None => self.config.timeout,
+        }
+    }
 }
 
 /// A validated policy bound to its provider's shared state. Cheap to clone.
@@ -430,12 +476,16 @@ impl Policy {
         config.validate()?;
         let provider = registry.register(&config.provider, &config.shared());
         let rng = config.seed.map_or_else(Rng::from_entropy, Rng::seeded);
+        let latency = config
+            .adaptive_timeout
+            .map(|adaptive| LatencyTracker::new(adaptive, config.timeout.unwrap_or(adaptive.max)));
         Ok(Self {
             inner: Arc::new(PolicyInner {
                 config,
                 provider,
                 rng,
                 telemetry: crate::telemetry::SiteTelemetry::default(),
+                latency,
             }),
         })
     }
@@ -450,6 +500,13 @@ impl Policy {
     #[must_use]
     pub fn config(&self) -> &PolicyConfig {
         &self.inner.config
+    }
+
+    /// The timeout the next attempt gets: the fixed `timeout`, or the
+    /// adaptive one as it stands now.
+    #[must_use]
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.inner.attempt_timeout()
     }
 
     /// The provider's shared state (breaker, budget, limiter, bulkhead).

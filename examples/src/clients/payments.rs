@@ -150,6 +150,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
+        adaptive_timeout(min = "100ms", max = "2s"),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),
@@ -177,6 +178,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
+        adaptive_timeout(min = "100ms", max = "2s"),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),
@@ -201,6 +203,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
+        adaptive_timeout(min = "100ms", max = "2s"),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "100ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 5, open_for = "100ms", half_open_probes = 1),

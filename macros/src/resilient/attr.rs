@@ -27,6 +27,7 @@ pub(crate) const KEYS: &[&str] = &[
     "policy",
     "recovery",
     "throttle",
+    "adaptive_timeout",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
 const BACKOFFS: &[&str] = &["exponential", "constant", "decorrelated"];
@@ -52,6 +53,7 @@ const RECOVERY_KEYS: &[&str] = &[
     "learn_quota",
 ];
 const THROTTLE_KEYS: &[&str] = &["k", "window"];
+const ADAPTIVE_TIMEOUT_KEYS: &[&str] = &["min", "max", "percentile", "multiplier"];
 const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
 const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
 const IDEMPOTENT_KEYS: &[&str] = &[
@@ -194,6 +196,15 @@ pub(crate) struct ThrottleArg {
     pub(crate) window: Option<Dur>,
 }
 
+/// `adaptive_timeout(...)`.
+#[derive(Default)]
+pub(crate) struct AdaptiveTimeoutArg {
+    pub(crate) min: Option<Dur>,
+    pub(crate) max: Option<Dur>,
+    pub(crate) percentile: Option<Num<f64>>,
+    pub(crate) multiplier: Option<Num<f64>>,
+}
+
 /// The whole attribute.
 #[derive(Default)]
 pub(crate) struct Attr {
@@ -210,6 +221,7 @@ pub(crate) struct Attr {
     pub(crate) policy: Option<PolicyArg>,
     pub(crate) recovery: Option<RecoveryArg>,
     pub(crate) throttle: Option<Switch<ThrottleArg>>,
+    pub(crate) adaptive_timeout: Option<Switch<AdaptiveTimeoutArg>>,
     /// Every inline setting given (not `provider`, `fallback`, `dlq`, `policy`),
     /// for the `policy = EXPR` conflict check.
     pub(crate) inline_keys: Vec<syn::Ident>,
@@ -322,6 +334,15 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             "recovery" => attr.recovery = parse_recovery(&meta, errors),
             "throttle" => {
                 attr.throttle = switch(&meta, errors, "throttle", THROTTLE_KEYS, parse_throttle)
+            }
+            "adaptive_timeout" => {
+                attr.adaptive_timeout = switch(
+                    &meta,
+                    errors,
+                    "adaptive_timeout",
+                    ADAPTIVE_TIMEOUT_KEYS,
+                    parse_adaptive_timeout,
+                )
             }
             _ => errors.on(&ident, unknown("key", &key, "`#[resilient]`", KEYS)),
         }
@@ -770,6 +791,25 @@ fn parse_throttle(metas: Vec<Meta>, errors: &mut Errors) -> ThrottleArg {
         }
     }
     t
+}
+
+fn parse_adaptive_timeout(metas: Vec<Meta>, errors: &mut Errors) -> AdaptiveTimeoutArg {
+    let mut a = AdaptiveTimeoutArg::default();
+    for (name, meta) in items(
+        &metas,
+        errors,
+        "`adaptive_timeout(...)`",
+        ADAPTIVE_TIMEOUT_KEYS,
+    ) {
+        let v = value(meta, errors);
+        match name.as_str() {
+            "min" => a.min = dur(v, errors, "min"),
+            "max" => a.max = dur(v, errors, "max"),
+            "percentile" => a.percentile = float(v, errors, "percentile"),
+            _ => a.multiplier = float(v, errors, "multiplier"),
+        }
+    }
+    a
 }
 
 fn parse_bulkhead(metas: Vec<Meta>, errors: &mut Errors) -> BulkheadArg {

@@ -24,6 +24,10 @@ const MIN_TIME_WINDOW: Duration = Duration::from_millis(20);
 const MAX_WAITING: u32 = 1_000_000;
 const MAX_PACE: f64 = 100.0;
 const MIN_THROTTLE_WINDOW: Duration = Duration::from_millis(100);
+// Must match `adaptive_timeout::{AdaptiveTimeoutConfig::new, MAX_MULTIPLIER}`.
+const DEFAULT_ADAPTIVE_MIN: Duration = Duration::from_millis(50);
+const DEFAULT_ADAPTIVE_MAX: Duration = Duration::from_secs(10);
+const MAX_MULTIPLIER: f64 = 10.0;
 
 /// Checks on the function: what `#[resilient]` can wrap.
 pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
@@ -47,6 +51,50 @@ pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
                 sig.ident
             ),
         );
+    }
+}
+
+fn adaptive_timeout(a: &super::attr::AdaptiveTimeoutArg, attr: &Attr, errors: &mut Errors) {
+    positive(a.min.as_ref(), "min", errors);
+    let min = a.min.as_ref().map_or(DEFAULT_ADAPTIVE_MIN, |d| d.value);
+    let max = a.max.as_ref().map_or(DEFAULT_ADAPTIVE_MAX, |d| d.value);
+    if max < min {
+        let lit = a.max.as_ref().or(a.min.as_ref()).map(|d| &d.lit);
+        if let Some(lit) = lit {
+            errors.on(
+                lit,
+                format!("the adaptive timeout's `max` ({max:?}) is shorter than its `min` ({min:?}); raise max or lower min"),
+            );
+        }
+    }
+    let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);
+    if max > deadline && !deadline.is_zero() {
+        match &a.max {
+            Some(d) => errors.on(
+                &d.lit,
+                format!("the adaptive timeout's `max` ({max:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower max"),
+            ),
+            None => errors.at(
+                Span::call_site(),
+                format!("the adaptive timeout's default `max` ({max:?}) is longer than `deadline` ({deadline:?}); set `adaptive_timeout(max = ...)` within the deadline"),
+            ),
+        }
+    }
+    if let Some(p) = &a.percentile {
+        if !(0.5..=0.999).contains(&p.value) {
+            errors.at(
+                p.span,
+                format!("`percentile` must lie in [0.5, 0.999], got {}; 0.99 follows the provider's tail", p.value),
+            );
+        }
+    }
+    if let Some(m) = &a.multiplier {
+        if !(1.0..=MAX_MULTIPLIER).contains(&m.value) {
+            errors.at(
+                m.span,
+                format!("`multiplier` must lie in [1, {MAX_MULTIPLIER}], got {}; 1.5 is the usual choice (above 1, so the timeout can grow when the provider slows down)", m.value),
+            );
+        }
     }
 }
 
@@ -258,6 +306,9 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
                 );
             }
         }
+    }
+    if let Some(Switch::On(a)) = &attr.adaptive_timeout {
+        adaptive_timeout(a, attr, errors);
     }
     if let Some(r) = &attr.rate_limit {
         at_least_one(r.per_second.as_ref(), "per_second", errors);

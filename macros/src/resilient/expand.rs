@@ -213,6 +213,29 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
         }
         Some(Switch::Off) | None => {}
     }
+    match &attr.adaptive_timeout {
+        Some(Switch::On(a)) => {
+            let mut adaptive = quote!(#p::AdaptiveTimeoutConfig::new());
+            if let Some(d) = &a.min {
+                let d = dur(d);
+                adaptive = quote!(#adaptive.with_min(#d));
+            }
+            if let Some(d) = &a.max {
+                let d = dur(d);
+                adaptive = quote!(#adaptive.with_max(#d));
+            }
+            if let Some(x) = &a.percentile {
+                let x = f(x);
+                adaptive = quote!(#adaptive.with_percentile(#x));
+            }
+            if let Some(x) = &a.multiplier {
+                let x = f(x);
+                adaptive = quote!(#adaptive.with_multiplier(#x));
+            }
+            chain = quote!(#chain.with_adaptive_timeout(#p::Some(#adaptive)));
+        }
+        Some(Switch::Off) | None => {}
+    }
     if attr.idempotent.is_some() {
         chain = quote!(#chain.with_idempotent(true));
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::adaptive_timeout::AdaptiveTimeoutConfig;
 use crate::breaker::{BreakerConfig, Window, MAX_HALF_OPEN_PROBES};
 use crate::budget::BudgetConfig;
 use crate::bulkhead::BulkheadConfig;
@@ -20,6 +21,7 @@ use crate::throttle::ThrottleConfig;
 const TOP_KEYS: &[&str] = &["providers", "policies"];
 const PROVIDER_KEYS: &[&str] = &[
     "timeout",
+    "adaptive_timeout",
     "deadline",
     "retry",
     "breaker",
@@ -37,7 +39,15 @@ const RECOVERY_KEYS: &[&str] = &[
     "learn_quota",
 ];
 const THROTTLE_KEYS: &[&str] = &["k", "window"];
-const POLICY_KEYS: &[&str] = &["provider", "timeout", "deadline", "retry", "idempotent"];
+const POLICY_KEYS: &[&str] = &[
+    "provider",
+    "timeout",
+    "adaptive_timeout",
+    "deadline",
+    "retry",
+    "idempotent",
+];
+const ADAPTIVE_TIMEOUT_KEYS: &[&str] = &["min", "max", "percentile", "multiplier"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
 const POLICY_RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter"];
 const BACKOFF_KEYS: &[&str] = &["type", "base", "max", "delay"];
@@ -62,6 +72,8 @@ const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CallOverrides {
     timeout: Option<Duration>,
+    /// `adaptive_timeout`: a table, or `"off"`.
+    adaptive_timeout: Option<Option<AdaptiveTimeoutConfig>>,
     deadline: Option<Duration>,
     max_attempts: Option<u32>,
     backoff: Option<Backoff>,
@@ -73,6 +85,9 @@ impl CallOverrides {
     fn apply(&self, config: &mut PolicyConfig) {
         if let Some(timeout) = self.timeout {
             config.timeout = Some(timeout);
+        }
+        if let Some(adaptive) = self.adaptive_timeout {
+            config.adaptive_timeout = adaptive;
         }
         if let Some(deadline) = self.deadline {
             config.deadline = Some(deadline);
@@ -378,6 +393,9 @@ impl Checker {
     fn timing(&mut self, path: &str, map: &Map<String, Value>, call: &mut CallOverrides) {
         if let Some(v) = map.get("timeout") {
             call.timeout = self.duration(&join(path, "timeout"), v, false);
+        }
+        if let Some(v) = map.get("adaptive_timeout") {
+            call.adaptive_timeout = self.adaptive_timeout(&join(path, "adaptive_timeout"), v);
         }
         if let Some(v) = map.get("deadline") {
             call.deadline = self.duration(&join(path, "deadline"), v, false);
@@ -714,6 +732,45 @@ impl Checker {
         let prefix = path.strip_suffix(".recovery").unwrap_or(path).to_owned();
         self.cross_check(before, &prefix, config.validate());
         (self.errors.len() == before).then_some(config)
+    }
+
+    /// An `adaptive_timeout` table, or `"off"`.
+    fn adaptive_timeout(
+        &mut self,
+        path: &str,
+        value: &Value,
+    ) -> Option<Option<AdaptiveTimeoutConfig>> {
+        let before = self.errors.len();
+        let Some(map) = self.table_or_off(path, value, ADAPTIVE_TIMEOUT_KEYS)? else {
+            return Some(None);
+        };
+        let mut config = AdaptiveTimeoutConfig::new();
+        if let Some(v) = map.get("min") {
+            if let Some(d) = self.duration(&join(path, "min"), v, false) {
+                config.min = d;
+            }
+        }
+        if let Some(v) = map.get("max") {
+            if let Some(d) = self.duration(&join(path, "max"), v, false) {
+                config.max = d;
+            }
+        }
+        if let Some(v) = map.get("percentile") {
+            if let Some(x) = self.number(&join(path, "percentile"), v) {
+                config.percentile = x;
+            }
+        }
+        if let Some(v) = map.get("multiplier") {
+            if let Some(x) = self.number(&join(path, "multiplier"), v) {
+                config.multiplier = x;
+            }
+        }
+        let prefix = path
+            .strip_suffix(".adaptive_timeout")
+            .unwrap_or(path)
+            .to_owned();
+        self.cross_check(before, &prefix, config.validate());
+        (self.errors.len() == before).then_some(Some(config))
     }
 
     /// A `throttle` table, or `"off"`.

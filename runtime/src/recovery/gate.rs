@@ -490,6 +490,19 @@ impl Gate {
             };
             let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
             let allowance = (share * arrived).max(floor);
+            // Spread over the window, not sent back to back: two windows'
+            // worth admitted at the edges of the sliding window could
+            // otherwise reach the provider in one of its 100 ms spans.
+            let spacing = (window as f64 / allowance.max(1.0)) as u64;
+            if let Some(&last) = inner.released.back() {
+                let next = last.saturating_add(spacing);
+                if at < next {
+                    return Err(Blocked {
+                        reason: BlockReason::Pace,
+                        until: Some(self.instant(next)),
+                    });
+                }
+            }
             let sent = count_since(&inner.released, horizon);
             if (sent + 1) as f64 > allowance {
                 // The oldest admission still in the window (none when the
