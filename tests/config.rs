@@ -69,7 +69,7 @@ fn unknown_keys_name_the_valid_ones() {
     );
     assert_eq!(
         toml_errors("[providers.stripe]\ntimeuot = \"2s\"\n"),
-        "providers.stripe.timeuot: unknown key; valid keys: timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
+        "providers.stripe.timeuot: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
     );
     assert_eq!(
         toml_errors("[providers.stripe.breaker]\nfailure_ratio = 0.5\n"),

@@ -479,12 +479,25 @@ where
                     tracker.record_timeout(self.ended_at.unwrap_or_else(Instant::now));
                     self.cut += 1;
                 }
-                if trips {
+                // The breaker judges the provider against the configured
+                // timeout: an adaptive timeout that cut sooner did so for
+                // the caller's latency, and the provider is not blamed
+                // for it (nor credited). A provider that hangs still trips
+                // the breaker: with most attempts cut, the adaptive timeout
+                // doubles until it reaches the configured one.
+                let blamed = match (&policy.latency, timeout) {
+                    (Some(tracker), Some(used)) => {
+                        let configured = policy.config.timeout.unwrap_or(Duration::MAX);
+                        used >= configured.min(tracker.config().max())
+                    }
+                    _ => true,
+                };
+                if trips && blamed {
                     provider.breaker.record(permit, true, elapsed);
                 } else {
                     drop(permit);
                 }
-                self.attempt_resolved(probe, Some(false));
+                self.attempt_resolved(probe, blamed.then_some(false));
                 self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
                 let error = E::from(Error::Timeout {
                     provider: self.provider_name(),

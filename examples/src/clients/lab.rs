@@ -75,9 +75,10 @@ impl Variant {
     pub const fn settings(self) -> &'static str {
         match self {
             Self::Buttress => {
-                "#[resilient] PaymentsClient: 500 ms per attempt, 5 s deadline, up to 5 \
-                 attempts, exponential backoff 100 ms-2 s with full jitter and never sooner than \
-                 a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 5 \
+                "#[resilient] PaymentsClient: 500 ms per attempt, adaptive between 100 ms and \
+                 2 s (1.5x the p99 of recent answers), 5 s deadline, up to 5 \
+                 attempts, exponential backoff 25 ms-2 s with full jitter and never sooner than \
+                 a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 10 \
                  failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \
                  were seen, open 100 ms then probing with one call every 100 ms; default \
                  recovery: calls wait inside their deadline, released earliest deadline first \
@@ -87,9 +88,9 @@ impl Variant {
             Self::Peer => {
                 "tower 0.5 + tower-resilience 0.13 (circuitbreaker): 5 s deadline \
                  (tokio::time::timeout) > Retry (up to 5 attempts; TpsBudget::default(): 10 s \
-                 window, 10 retries/s reserve, 20% of successes; backoff 100 ms-2 s with full \
+                 window, 10 retries/s reserve, 20% of successes; backoff 25 ms-2 s with full \
                  jitter; retries connection errors, timeouts, 5xx, 409, 429; Retry-After ignored, \
-                 tower has no support for it) > breaker (opening after 5 failures in a row: \
+                 tower has no support for it) > breaker (opening after 10 failures in a row: \
                  tower-resilience takes one failure model, a rate or a streak, not both; open \
                  100 ms, 1 half-open probe) > ConcurrencyLimit 256 > Timeout 500 ms per \
                  attempt; one idempotency key per operation"

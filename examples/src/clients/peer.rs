@@ -72,7 +72,7 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Attempts per charge, the first one included.
 pub const MAX_ATTEMPTS: u32 = 5;
 /// The backoff's cap before the first retry; it doubles on every retry.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+pub const BACKOFF_BASE: Duration = Duration::from_millis(25);
 /// The backoff's largest cap.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Attempts in flight at once. Generous on purpose: at the lab's 50 charges
@@ -83,7 +83,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// and it guards against a runaway caller.
 pub const CONCURRENCY_LIMIT: usize = 256;
 /// The breaker opens after this many failures in a row.
-pub const BREAKER_CONSECUTIVE_FAILURES: usize = 5;
+pub const BREAKER_CONSECUTIVE_FAILURES: usize = 10;
 /// How long the breaker stays open before letting probes through.
 pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(100);
 /// Probes let through while half-open.
