@@ -78,7 +78,7 @@ fn unknown_keys_name_the_valid_ones() {
     // Shared state belongs to the provider, not to one operation.
     assert_eq!(
         toml_errors("[providers.stripe]\n[policies.charge]\nprovider = \"stripe\"\nbreaker = { open_for = \"1m\" }\nretry = { budget = \"off\" }\n"),
-        "policies.charge.breaker: unknown key; valid keys: provider, timeout, deadline, retry, idempotent\n\
+        "policies.charge.breaker: unknown key; valid keys: provider, timeout, adaptive_timeout, deadline, retry, idempotent\n\
          policies.charge.retry.budget: unknown key; valid keys: max_attempts, backoff, jitter"
     );
     assert_eq!(
