@@ -659,3 +659,75 @@ fn bad_recovery_and_throttle_settings_are_explained() {
         "providers.llm.breaker.max_probe_interval: (100ms) is shorter than `probe_interval` (1s); the interval only grows, so raise it or lower probe_interval"
     );
 }
+
+#[test]
+fn adaptive_timeouts_from_a_file() {
+    let registry = Registry::new();
+    registry
+        .load_str(
+            "[providers.llm]\ntimeout = \"2s\"\n\
+             adaptive_timeout = { min = \"80ms\", max = \"4s\", percentile = 0.95, multiplier = 2 }\n\n\
+             [providers.sms]\ndeadline = \"5s\"\nadaptive_timeout = {}\n\n\
+             [policies.quick]\nprovider = \"sms\"\nadaptive_timeout = \"off\"\n",
+            Format::Toml,
+        )
+        .unwrap();
+    let llm = registry.settings_for(&PolicyConfig::named("llm", "complete"), None);
+    let adaptive = llm.adaptive_timeout().expect("set by the file");
+    assert_eq!(adaptive.min(), 80 * MS);
+    assert_eq!(adaptive.max(), Duration::from_secs(4));
+    assert!((adaptive.percentile() - 0.95).abs() < 1e-12);
+    assert!((adaptive.multiplier() - 2.0).abs() < 1e-12);
+    assert_eq!(llm.timeout(), Some(Duration::from_secs(2)), "the start");
+
+    let sms = registry.settings_for(&PolicyConfig::named("sms", "send"), None);
+    assert_eq!(
+        sms.adaptive_timeout(),
+        Some(&buttress::adaptive_timeout::AdaptiveTimeoutConfig::new()),
+        "an empty table is the defaults (the deadline bounds `max`)"
+    );
+    let quick = registry.settings_for(&PolicyConfig::named("sms", "quick"), Some("quick"));
+    assert!(
+        quick.adaptive_timeout().is_none(),
+        "turned off per operation"
+    );
+
+    // A file that does not mention it keeps the inline setting.
+    let inline = PolicyConfig::named("maps", "geocode").with_adaptive_timeout(Some(
+        buttress::adaptive_timeout::AdaptiveTimeoutConfig::new().with_min(30 * MS),
+    ));
+    registry
+        .load_str("[providers.maps]\ntimeout = \"1s\"\n", Format::Toml)
+        .unwrap();
+    assert_eq!(
+        registry
+            .settings_for(&inline, None)
+            .adaptive_timeout()
+            .map(|a| a.min()),
+        Some(30 * MS)
+    );
+}
+
+#[test]
+fn bad_adaptive_timeouts_are_explained() {
+    assert_eq!(
+        toml_errors("[providers.llm]\nadaptive_timeout = { percentile = 1.5 }\n"),
+        "providers.llm.adaptive_timeout.percentile: must lie in [0.5, 0.999], got 1.5; 0.99 follows the provider's tail"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nadaptive_timeout = { multiplier = 0.5, min = \"0s\" }\n"),
+        "providers.llm.adaptive_timeout.min: must be longer than zero"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nadaptive_timeout = { min = \"2s\", max = \"1s\" }\n"),
+        "providers.llm.adaptive_timeout.max: (1s) is shorter than `min` (2s); raise it or lower `min`"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nadaptive_timeout = { p99 = true }\n"),
+        "providers.llm.adaptive_timeout.p99: unknown key; valid keys: min, max, percentile, multiplier"
+    );
+    assert_eq!(
+        toml_errors("[providers.llm]\nadaptive_timeout = \"on\"\n"),
+        "providers.llm.adaptive_timeout: expected a table or \"off\", got a string"
+    );
+}

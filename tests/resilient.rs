@@ -45,6 +45,17 @@ impl Client {
         self.answer()
     }
 
+    /// As `fetch`, on a provider of its own: a `Retry-After` pauses the
+    /// whole provider, and the tests run at once.
+    #[resilient(
+        provider = "macro-retry-after",
+        retry(max_attempts = 4, backoff = constant("10ms"), jitter = none, budget = off),
+        breaker = off
+    )]
+    async fn fetch_throttled(&self) -> Result<u32, ProviderError> {
+        self.answer()
+    }
+
     #[resilient(
         provider = "macro-idempotent",
         retry(max_attempts = 3, backoff = constant("10ms"), jitter = none, budget = off),
@@ -104,7 +115,7 @@ async fn retry_after_is_honoured_through_the_macro() {
         Err(ProviderError::Throttled(Some(Duration::from_secs(3)))),
         Ok(1),
     ]);
-    assert_eq!(client.fetch().await.unwrap(), 1);
+    assert_eq!(client.fetch_throttled().await.unwrap(), 1);
     assert_eq!(client.provider.gaps(), vec![Duration::from_secs(3)]);
 }
 

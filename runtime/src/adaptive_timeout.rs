@@ -77,6 +77,8 @@ pub const SLICES: usize = 10;
 /// Answers needed in the window before the timeout adapts; until then the
 /// configured `timeout` applies.
 pub const MIN_SAMPLES: u64 = 20;
+/// Cuts in the window, outnumbering the answers, that double the timeout.
+pub const MIN_TIMEOUTS: u64 = 3;
 /// The largest `multiplier` accepted.
 pub const MAX_MULTIPLIER: f64 = 10.0;
 
@@ -186,6 +188,14 @@ impl AdaptiveTimeoutConfig {
     }
 }
 
+impl AdaptiveTimeoutConfig {
+    /// `d` brought into `[min, max]`; never panics, even on settings that
+    /// [`validate`](Self::validate) would refuse (`max` wins over `min`).
+    fn bound(&self, d: Duration) -> Duration {
+        d.max(self.min).min(self.max)
+    }
+}
+
 impl Default for AdaptiveTimeoutConfig {
     fn default() -> Self {
         Self::new()
@@ -266,7 +276,7 @@ impl LatencyTracker {
             .collect();
         Self {
             config,
-            initial: initial.clamp(config.min, config.max),
+            initial: config.bound(initial),
             origin: Instant::now(),
             current: AtomicU64::new(0),
             slices,
@@ -299,7 +309,7 @@ impl LatencyTracker {
         // its latency at once, so a provider slowing down is followed
         // within a few answers, not a few windows. (The next slice's
         // recomputation brings it back down if that answer was a fluke.)
-        let grown = latency.mul_f64(self.config.multiplier).min(self.config.max);
+        let grown = self.config.bound(scaled(latency, self.config.multiplier));
         if grown > self.timeout() {
             self.current.fetch_max(nanos(grown), Ordering::Relaxed);
         }
@@ -360,10 +370,14 @@ impl LatencyTracker {
             }
             timeouts += u64::from(slice.timeouts.load(Ordering::Relaxed));
         }
-        if timeouts >= MIN_SAMPLES / 2 && timeouts >= total {
+        if timeouts >= MIN_TIMEOUTS && timeouts >= total {
             // Most attempts are cut: the answers that still arrive are the
             // lucky few, and cannot say how far the provider slowed down.
-            // Back off as TCP does after a retransmission timeout: double.
+            // Back off as TCP does after a retransmission timeout: double,
+            // once per slice for as long as it lasts. A few cuts suffice,
+            // so that a provider that stopped answering is soon given the
+            // configured timeout again, and judged by the breaker on it,
+            // even under light traffic.
             let doubled = self.timeout().saturating_mul(2).min(self.config.max);
             self.current.store(nanos(doubled), Ordering::Relaxed);
             return;
@@ -383,11 +397,19 @@ impl LatencyTracker {
             }
         }
         let at = Duration::from_micros(bucket_middle(index));
-        let timeout = at
-            .mul_f64(self.config.multiplier)
-            .clamp(self.config.min, self.config.max);
+        let timeout = self.config.bound(scaled(at, self.config.multiplier));
         self.current.store(nanos(timeout), Ordering::Relaxed);
     }
+}
+
+/// `d × m`, saturating (never panics, whatever `m`: NaN or negative give
+/// zero, overflow gives `Duration::MAX`).
+fn scaled(d: Duration, m: f64) -> Duration {
+    let secs = d.as_secs_f64() * m;
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 /// `d` in nanoseconds, at least 1 (0 means "the initial timeout").

@@ -262,15 +262,9 @@ impl PolicyConfig {
             }
         }
         if let Some(adaptive) = &self.adaptive_timeout {
+            // A `max` beyond the deadline is not an error: the deadline
+            // bounds it (see `Policy::from_config`).
             adaptive.validate()?;
-            if let Some(deadline) = self.deadline {
-                if adaptive.max > deadline {
-                    return Err(ConfigError::new(
-                        "adaptive_timeout.max",
-                        format!("({:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower `max`", adaptive.max),
-                    ));
-                }
-            }
         }
         self.retry.validate()?;
         if let Some(breaker) = &self.breaker {
@@ -476,9 +470,17 @@ impl Policy {
         config.validate()?;
         let provider = registry.register(&config.provider, &config.shared());
         let rng = config.seed.map_or_else(Rng::from_entropy, Rng::seeded);
-        let latency = config
-            .adaptive_timeout
-            .map(|adaptive| LatencyTracker::new(adaptive, config.timeout.unwrap_or(adaptive.max)));
+        let latency = config.adaptive_timeout.map(|adaptive| {
+            // No attempt outlasts the deadline: it bounds the adaptive
+            // timeout's `max` (the default 10 s, say, under a 5 s deadline).
+            let adaptive = match config.deadline {
+                Some(deadline) if adaptive.max > deadline => {
+                    adaptive.with_max(deadline.max(adaptive.min))
+                }
+                _ => adaptive,
+            };
+            LatencyTracker::new(adaptive, config.timeout.unwrap_or(adaptive.max))
+        });
         Ok(Self {
             inner: Arc::new(PolicyInner {
                 config,

@@ -57,7 +57,11 @@ pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
 fn adaptive_timeout(a: &super::attr::AdaptiveTimeoutArg, attr: &Attr, errors: &mut Errors) {
     positive(a.min.as_ref(), "min", errors);
     let min = a.min.as_ref().map_or(DEFAULT_ADAPTIVE_MIN, |d| d.value);
-    let max = a.max.as_ref().map_or(DEFAULT_ADAPTIVE_MAX, |d| d.value);
+    let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);
+    let max = a
+        .max
+        .as_ref()
+        .map_or_else(|| default_adaptive_max(deadline), |d| d.value);
     if max < min {
         let lit = a.max.as_ref().or(a.min.as_ref()).map(|d| &d.lit);
         if let Some(lit) = lit {
@@ -67,17 +71,12 @@ fn adaptive_timeout(a: &super::attr::AdaptiveTimeoutArg, attr: &Attr, errors: &m
             );
         }
     }
-    let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);
-    if max > deadline && !deadline.is_zero() {
-        match &a.max {
-            Some(d) => errors.on(
+    if let Some(d) = &a.max {
+        if max > deadline && !deadline.is_zero() {
+            errors.on(
                 &d.lit,
                 format!("the adaptive timeout's `max` ({max:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower max"),
-            ),
-            None => errors.at(
-                Span::call_site(),
-                format!("the adaptive timeout's default `max` ({max:?}) is longer than `deadline` ({deadline:?}); set `adaptive_timeout(max = ...)` within the deadline"),
-            ),
+            );
         }
     }
     if let Some(p) = &a.percentile {
@@ -95,6 +94,17 @@ fn adaptive_timeout(a: &super::attr::AdaptiveTimeoutArg, attr: &Attr, errors: &m
                 format!("`multiplier` must lie in [1, {MAX_MULTIPLIER}], got {}; 1.5 is the usual choice (above 1, so the timeout can grow when the provider slows down)", m.value),
             );
         }
+    }
+}
+
+/// The adaptive timeout's `max` when the attribute does not set one: the
+/// runtime's default, or the deadline when that is shorter (an attempt can
+/// never outlast the deadline anyway).
+pub(crate) fn default_adaptive_max(deadline: Duration) -> Duration {
+    if deadline.is_zero() {
+        DEFAULT_ADAPTIVE_MAX
+    } else {
+        DEFAULT_ADAPTIVE_MAX.min(deadline)
     }
 }
 

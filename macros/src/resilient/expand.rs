@@ -223,6 +223,13 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
             if let Some(d) = &a.max {
                 let d = dur(d);
                 adaptive = quote!(#adaptive.with_max(#d));
+            } else if let Some(deadline) = &attr.deadline {
+                // A deadline shorter than the default `max` bounds it.
+                let max = super::check::default_adaptive_max(deadline.value);
+                if max == deadline.value {
+                    let d = duration::tokens(max);
+                    adaptive = quote!(#adaptive.with_max(#d));
+                }
             }
             if let Some(x) = &a.percentile {
                 let x = f(x);

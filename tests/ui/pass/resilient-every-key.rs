@@ -25,6 +25,7 @@ async fn cached(order: &u64, error: ApiError) -> Result<String, ApiError> {
 #[resilient(
     provider = "every-key",
     timeout = "2s",
+    adaptive_timeout(min = "20ms", max = "4s", percentile = 0.95, multiplier = 2.0),
     deadline = "10s",
     retry(max_attempts = 4, backoff = exponential(base = "100ms", max = "5s"), jitter = full, budget = ratio(0.1, cap = 5)),
     breaker(failure_rate = 0.5, slow_rate = 0.8, slow_call = "1s", window = 20, min_calls = 10, consecutive_failures = 5, open_for = "30s", probe_interval = "100ms", max_probe_interval = "1s", half_open_probes = 3),
