@@ -341,21 +341,22 @@ async fn semantics_match_the_memory_store() {
         "{left:?}"
     );
 
-    // The layout: one hash per key, the raw key only in its name.
-    let a = hgetall(&url, &format!("{prefix}a")).await;
+    // The layout: one hash per key at `{prefix}{key}:{key length}`, the raw
+    // key only in its name.
+    let a = hgetall(&url, &format!("{prefix}a:1")).await;
     assert_eq!(a["state"], b"done");
     assert_eq!(a["fence"], b"1");
     assert_eq!(a["fp"], b"");
     assert_eq!(a["record"], b"r1");
-    let b = hgetall(&url, &format!("{prefix}b")).await;
+    let b = hgetall(&url, &format!("{prefix}b:1")).await;
     assert_eq!(b["fp"], b"1");
     assert_eq!(b["record"], b"");
-    let c = hgetall(&url, &format!("{prefix}c")).await;
+    let c = hgetall(&url, &format!("{prefix}c:1")).await;
     assert_eq!(
         (&c["state"][..], &c["fence"][..]),
         (&b"done"[..], &b"2"[..])
     );
-    let e = hgetall(&url, &format!("{prefix}e")).await;
+    let e = hgetall(&url, &format!("{prefix}e:1")).await;
     assert_eq!(e["state"], b"flight");
     assert!(!e.contains_key("record"));
     let lease_until: u64 = String::from_utf8_lossy(&e["lease_until"]).parse().unwrap();
@@ -379,13 +380,13 @@ async fn semantics_match_the_memory_store() {
         redis.claim(short_ttl).await.unwrap(),
         Claim::Acquired { fence: 1 }
     );
-    let claimed = pttl(&url, &format!("{prefix}f")).await;
+    let claimed = pttl(&url, &format!("{prefix}f:1")).await;
     assert!((29_000..=30_000).contains(&claimed), "{claimed}");
     assert!(redis
         .complete("f", 1, b"x", Duration::from_secs(5))
         .await
         .unwrap());
-    let completed = pttl(&url, &format!("{prefix}f")).await;
+    let completed = pttl(&url, &format!("{prefix}f:1")).await;
     assert!((4_000..=5_000).contains(&completed), "{completed}");
 
     // Stores with different prefixes do not see each other's keys.
@@ -396,6 +397,29 @@ async fn semantics_match_the_memory_store() {
             .await
             .unwrap(),
         Claim::Acquired { fence: 1 }
+    );
+    // Not even when a prefix and a key add up to another prefix and key
+    // (`p:` + `tenant:order-1` and `p:tenant:` + `order-1`).
+    let outer = redis.clone().with_prefix(format!("{prefix}p:"));
+    let inner = redis.clone().with_prefix(format!("{prefix}p:tenant:"));
+    assert_eq!(
+        inner
+            .claim(request("order-1", None, Duration::from_secs(10)))
+            .await
+            .unwrap(),
+        Claim::Acquired { fence: 1 }
+    );
+    assert!(inner
+        .complete("order-1", 1, b"inner", Duration::from_secs(10))
+        .await
+        .unwrap());
+    assert_eq!(
+        outer
+            .claim(request("tenant:order-1", None, Duration::from_secs(10)))
+            .await
+            .unwrap(),
+        Claim::Acquired { fence: 1 },
+        "another store's record must not be replayed"
     );
 
     cleanup(&url, &prefix).await;
@@ -695,7 +719,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease() {
     );
 
     // Exactly one completion stored, by fence 2.
-    let hash = hgetall(&url, &format!("{prefix}{key}")).await;
+    let hash = hgetall(&url, &format!("{prefix}{key}:{}", key.len())).await;
     assert_eq!(hash["state"], b"done");
     assert_eq!(hash["fence"], b"2");
     assert_eq!(hash["record"], serde_json::to_vec(&taken_over).unwrap());
@@ -900,7 +924,7 @@ async fn an_unreachable_or_hung_server_is_a_clear_store_error() {
 
     // A key of the wrong type is unreadable store contents, not a panic.
     let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}string"))
+        .arg(format!("{prefix}string:6"))
         .arg("x")
         .query_async(&mut raw(&url).await)
         .await
@@ -911,7 +935,7 @@ async fn an_unreachable_or_hung_server_is_a_clear_store_error() {
         .unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
     let _: () = redis::cmd("HSET")
-        .arg(format!("{prefix}odd"))
+        .arg(format!("{prefix}odd:3"))
         .arg("state")
         .arg("sideways")
         .query_async(&mut raw(&url).await)

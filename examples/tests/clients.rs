@@ -150,7 +150,7 @@ async fn late_answers_idempotency_key_prevents_duplicates_the_naive_loop_does_no
     let server = start(
         Phase::LateAnswers {
             rate: 1.0,
-            delay: Duration::from_secs(1),
+            delay: Duration::from_secs(3),
             latency: fixed(5),
         },
         1,
@@ -158,8 +158,9 @@ async fn late_answers_idempotency_key_prevents_duplicates_the_naive_loop_does_no
     .await;
     let client = PaymentsClient::new(&server.url);
 
-    // Attempt 1 commits and times out (500 ms); the retry, with the same
-    // key, gets the stored charge.
+    // Attempt 1 commits and times out (the adaptive timeout never waits
+    // past its 2 s `max`, whatever the earlier tests taught it); the retry,
+    // with the same key, gets the stored charge.
     let charge = client
         .create_charge(&charge_request("order-late", 1))
         .await

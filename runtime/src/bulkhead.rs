@@ -190,7 +190,7 @@ impl Bulkhead {
     #[cold]
     async fn wait(&self, limit: Option<Instant>) -> Result<BulkheadPermit<'_>, Full> {
         let start = Instant::now();
-        let mut until = start + self.config.max_wait;
+        let mut until = crate::context::later(start, self.config.max_wait);
         if let Some(limit) = limit {
             until = until.min(limit);
         }

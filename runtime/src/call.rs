@@ -853,7 +853,7 @@ where
         self.previous_delay = delay;
         self.last_error = Some(error);
         if !delay.is_zero() {
-            self.next_attempt_at = Some(now + delay);
+            self.next_attempt_at = Some(crate::context::later(now, delay));
         }
         ControlFlow::Continue(())
     }

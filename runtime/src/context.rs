@@ -84,13 +84,27 @@ impl CallContext {
 
     /// The instant the deadline passes, if there is one.
     pub(crate) fn deadline_at(&self, now: Instant) -> Option<Instant> {
-        self.deadline.map(|d| self.started.get().unwrap_or(now) + d)
+        self.deadline
+            .map(|d| later(self.started.get().unwrap_or(now), d))
     }
 
     pub(crate) fn remaining_at(&self, now: Instant) -> Option<Duration> {
         self.deadline_at(now)
             .map(|at| at.saturating_duration_since(now))
     }
+}
+
+/// The longest span buttress adds to an instant: about 100 years. Longer
+/// durations (a `deadline`, `max_wait`, TTL or lease of `Duration::MAX`, a
+/// provider's enormous `Retry-After`) mean "for ever" and are cut to it,
+/// the cap `RedisStore` and `PostgresStore` apply to the same values.
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + d`, never overflowing: a `d` beyond [`FOREVER`] counts as it.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(FOREVER))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 tokio::task_local! {

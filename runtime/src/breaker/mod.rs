@@ -260,6 +260,10 @@ impl BreakerConfig {
                     "needs `slow_rate`, the fraction of slow calls that opens the breaker".into(),
                 );
             }
+            (Some(_), Some(d)) if d.is_zero() => {
+                // Every call would count as slow.
+                return err("slow_call", "must be longer than zero".into());
+            }
             _ => {}
         }
         match self.window {

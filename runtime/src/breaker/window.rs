@@ -176,7 +176,9 @@ pub(crate) struct TimeWindow {
 
 impl TimeWindow {
     pub(crate) fn new(span: Duration) -> Self {
-        let bucket_nanos = (span.as_nanos() / u128::from(TIME_BUCKETS)).max(1_000_000) as u64;
+        let bucket_nanos = u64::try_from(span.as_nanos() / u128::from(TIME_BUCKETS))
+            .unwrap_or(u64::MAX)
+            .max(1_000_000);
         Self {
             bucket_nanos,
             buckets: (0..TIME_BUCKETS).map(|_| AtomicU64::new(0)).collect(),

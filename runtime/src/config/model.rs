@@ -342,7 +342,8 @@ impl Checker {
             self.error(path, format!("expected a whole number, got {n}"));
             return None;
         }
-        if max == u32::MAX {
+        let too_large = n.as_u64().is_some_and(|n| n > u64::from(max));
+        if max == u32::MAX && !too_large {
             self.error(path, format!("must be at least {min}, got {n}"));
         } else {
             self.error(path, format!("must be in {min}..={max}, got {n}"));

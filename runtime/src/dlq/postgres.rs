@@ -229,7 +229,7 @@ impl PostgresSink {
     /// [`SinkError::Unavailable`] when the database cannot be reached in
     /// time or the user may not create the table.
     pub async fn create_table(&self) -> Result<(), SinkError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let mut client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, async {
             let answer = client
@@ -287,7 +287,7 @@ impl PostgresSink {
         sql: &str,
         op: impl AsyncFnOnce(&Object, &Statement) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, SinkError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, async {
             let statement = client

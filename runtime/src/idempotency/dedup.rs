@@ -145,7 +145,7 @@ impl<'s, S: IdempotencyStore> Dedup<'s, S> {
             lease,
             ttl: options.ttl,
         };
-        let give_up_at = Instant::now() + options.wait;
+        let give_up_at = crate::context::later(Instant::now(), options.wait);
         let mut pause = Duration::from_millis(10);
         loop {
             let claim = match store.claim(request).await {

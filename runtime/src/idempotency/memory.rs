@@ -171,8 +171,8 @@ impl MemoryStore {
 
     fn claim_now(&self, request: ClaimRequest<'_>, now: Instant) -> Claim {
         let mut shard = self.shard(request.key);
-        let lease_until = now + request.lease;
-        let expires_at = now + request.ttl.max(request.lease);
+        let lease_until = crate::context::later(now, request.lease);
+        let expires_at = crate::context::later(now, request.ttl.max(request.lease));
         if let Some(entry) = shard.map.get_mut(request.key) {
             let live = entry.expires_at > now;
             if live {
@@ -269,7 +269,7 @@ impl IdempotencyStore for MemoryStore {
                 entry.state = State::Done {
                     record: Arc::from(record),
                 };
-                entry.expires_at = now + ttl;
+                entry.expires_at = crate::context::later(now, ttl);
                 Ok(true)
             }
             _ => Ok(false),

@@ -492,7 +492,7 @@ impl PostgresStore {
     /// `CREATE` privilege: then create the table as shown under
     /// [Schema](Self#schema)).
     pub async fn create_table(&self) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let mut client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, self.create_table_on(&mut client)).await;
         self.settle(client, outcome, "create the table")
@@ -547,7 +547,7 @@ impl PostgresStore {
     pub async fn cleanup(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let deadline = Instant::now() + self.timeout;
+            let deadline = crate::context::later(Instant::now(), self.timeout);
             let client = self.client(deadline).await?;
             let outcome = tokio::time::timeout_at(deadline, async {
                 let statement = self.prepare(&client, &self.sql.cleanup).await?;
@@ -831,7 +831,7 @@ impl PostgresStore {
 
 impl IdempotencyStore for PostgresStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, self.claim_on(&client, request)).await;
         self.settle(client, outcome, "claim a key")
@@ -848,7 +848,7 @@ impl IdempotencyStore for PostgresStore {
         let Ok(fence) = i64::try_from(fence) else {
             return Ok(false);
         };
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let client = self.client(deadline).await?;
         let outcome =
             tokio::time::timeout_at(deadline, self.complete_on(&client, key, fence, record, ttl))
@@ -860,7 +860,7 @@ impl IdempotencyStore for PostgresStore {
         let Ok(fence) = i64::try_from(fence) else {
             return Ok(());
         };
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::context::later(Instant::now(), self.timeout);
         let client = self.client(deadline).await?;
         let outcome = tokio::time::timeout_at(deadline, self.release_on(&client, key, fence)).await;
         self.settle(client, outcome, "release a key")

@@ -38,9 +38,20 @@
 //!
 //! # Data layout
 //!
-//! One hash per idempotency key, at `{prefix}{key}` (default prefix
-//! `buttress:idem:`, see [`RedisStore::with_prefix`]). The key appears only
-//! in that name.
+//! One hash per idempotency key, at `{prefix}{key}:{n}` where `n` is the
+//! key's length in bytes (default prefix `buttress:idem:`, see
+//! [`RedisStore::with_prefix`]): the name `buttress:idem:order-1:7` holds
+//! the key `order-1`. Read from its end, a name gives back exactly one
+//! prefix and key, so two stores with different prefixes never meet on a
+//! name, whatever the keys (with `{prefix}{key}`, the prefix `p:` and the
+//! key `tenant:order-1` met the prefix `p:tenant:` and the key `order-1`).
+//! The key appears only in that name.
+//!
+//! Upgrading from the earlier layout (`{prefix}{key}`): old records are no
+//! longer found, so a retry of an operation completed before the upgrade
+//! is carried out again unless the provider deduplicates it. Upgrade every
+//! replica at once during a quiet period, or wait out the TTL with the old
+//! version before switching; the old hashes expire by themselves.
 //!
 //! | field | meaning |
 //! |---|---|
@@ -179,7 +190,8 @@ struct Shared {
 ///   read is [`Corrupt`](StoreErrorKind::Corrupt). Errors never contain the
 ///   idempotency key.
 ///
-/// Each key is one hash at `{prefix}{key}` (default prefix `buttress:idem:`)
+/// Each key is one hash at `{prefix}{key}:{length of key in bytes}`
+/// (default prefix `buttress:idem:`; see the [module](self) for why)
 /// with the fields `state` (`flight`, `done` or `free`), `fence`,
 /// `lease_until` (server milliseconds), `fp` (the fingerprint in decimal,
 /// empty without one) and `record` (the stored result); it expires after
@@ -281,10 +293,14 @@ impl RedisStore {
         self.shared.round_trips.load(Ordering::Relaxed)
     }
 
+    /// `{prefix}{key}:{key.len()}`: decoded from its end, one name gives
+    /// one (prefix, key) pair, so different prefixes never share a name.
     fn key_name(&self, key: &str) -> String {
-        let mut name = String::with_capacity(self.prefix.len() + key.len());
+        use std::fmt::Write as _;
+        let mut name = String::with_capacity(self.prefix.len() + key.len() + 8);
         name.push_str(&self.prefix);
         name.push_str(key);
+        let _ = write!(name, ":{}", key.len());
         name
     }
 
