@@ -78,7 +78,7 @@ fn unknown_keys_name_the_valid_ones() {
     // Shared state belongs to the provider, not to one operation.
     assert_eq!(
         toml_errors("[providers.stripe]\n[policies.charge]\nprovider = \"stripe\"\nbreaker = { open_for = \"1m\" }\nretry = { budget = \"off\" }\n"),
-        "policies.charge.breaker: unknown key; valid keys: provider, timeout, adaptive_timeout, deadline, retry, idempotent\n\
+        "policies.charge.breaker: unknown key; valid keys: provider, timeout, adaptive_timeout, deadline, retry, idempotent, hedge\n\
          policies.charge.retry.budget: unknown key; valid keys: max_attempts, backoff, jitter"
     );
     assert_eq!(
@@ -729,5 +729,26 @@ fn bad_adaptive_timeouts_are_explained() {
     assert_eq!(
         toml_errors("[providers.llm]\nadaptive_timeout = \"on\"\n"),
         "providers.llm.adaptive_timeout: expected a table or \"off\", got a string"
+    );
+}
+
+#[test]
+fn hedging_from_a_file() {
+    let registry = Registry::new();
+    registry
+        .load_str(
+            "[providers.pay]\n\n[policies.charge]\nprovider = \"pay\"\nidempotent = true\nhedge = true\n",
+            Format::Toml,
+        )
+        .unwrap();
+    let charge = registry.settings_for(&PolicyConfig::named("pay", "charge"), Some("charge"));
+    assert!(charge.hedge() && charge.idempotent());
+    assert_eq!(
+        toml_errors("[providers.pay]\n[policies.charge]\nprovider = \"pay\"\nhedge = \"yes\"\n"),
+        "policies.charge.hedge: expected true or false, got a string"
+    );
+    assert_eq!(
+        toml_errors("[providers.pay]\nhedge = true\n"),
+        "providers.pay.hedge: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
     );
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,8 +59,20 @@ pub struct Call<'p, T, E> {
     /// next one's timeout (up to its `max`), as TCP backs off its
     /// retransmission timer.
     cut: u32,
+    /// Whether the latest attempt was cut by its timeout.
+    timed_out: bool,
+    /// An attempt cut by its timeout is still running (see
+    /// [`Call::attempt_keeping`]): the call's end is reported only once
+    /// it is known whether that attempt's late answer wins.
+    keeping: bool,
     outcome: Option<CallOutcome>,
     _result: PhantomData<fn() -> T>,
+}
+
+/// Who answered first in [`Call::attempt_keeping`].
+enum Raced<T, F> {
+    Kept(T),
+    Step(F),
 }
 
 /// How a call ended: what telemetry reports and what dead-letter routing
@@ -169,6 +182,8 @@ where
             last_attempt_at: None,
             ended_at: None,
             cut: 0,
+            timed_out: false,
+            keeping: false,
             outcome: None,
             _result: PhantomData,
         }
@@ -302,6 +317,158 @@ where
         }
     }
 
+    /// As [`attempt`](Self::attempt), but an attempt cut by its timeout is
+    /// not cancelled when the policy hedges
+    /// ([`PolicyConfig::with_hedge`](crate::PolicyConfig::with_hedge)) and
+    /// the call is idempotent: it goes on in `kept` while the retries run,
+    /// and whichever answers with success first is the call's result (the
+    /// others are dropped). Until the deadline, a kept attempt may still
+    /// answer after the retries gave up (attempts or budget spent, a
+    /// refusal); a provider's final answer (a `Permanent` error) is not
+    /// overruled. One attempt is kept at a time, the earliest cut; a
+    /// later retry cut by its timeout is cancelled as usual.
+    ///
+    /// `kept` is a pinned slot the caller keeps across the attempts of one
+    /// call (`#[resilient(hedge)]` and [`Policy::run`](crate::Policy::run)
+    /// do this); nothing is allocated. Inside a kept attempt, after its
+    /// cut, the context accessors ([`crate::attempt`],
+    /// [`crate::idempotency_key`], ...) answer `None`: read them before
+    /// the first `.await` of the body.
+    pub async fn attempt_keeping<F>(
+        &mut self,
+        mut kept: std::pin::Pin<&mut Option<F>>,
+        body: F,
+    ) -> ControlFlow<Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        if !(self.policy.config.hedge && self.ctx.idempotent) {
+            return self.attempt(body).await;
+        }
+        if kept.is_none() {
+            // This attempt runs in the slot, so it can stay there if cut.
+            kept.set(Some(body));
+            let flow = match kept.as_mut().as_pin_mut() {
+                Some(running) => self.attempt(running).await,
+                None => unreachable!("the slot was just filled"),
+            };
+            if !(flow.is_continue() && self.timed_out) {
+                kept.set(None);
+            }
+            return flow;
+        }
+        // An earlier attempt is still running: race it with this one.
+        self.keeping = true;
+        let raced = {
+            let body = std::pin::pin!(body);
+            let step = self.attempt(body);
+            let mut step = std::pin::pin!(step);
+            std::future::poll_fn(|cx| {
+                if let Some(Poll::Ready(answer)) =
+                    kept.as_mut().as_pin_mut().map(|running| running.poll(cx))
+                {
+                    kept.set(None);
+                    if let Ok(value) = answer {
+                        return Poll::Ready(Raced::Kept(value));
+                    }
+                    // A late failure says nothing the retries do not.
+                }
+                step.as_mut().poll(cx).map(Raced::Step)
+            })
+            .await
+        };
+        self.keeping = false;
+        match raced {
+            Raced::Kept(value) => {
+                // The retry in progress was dropped; the call ends now.
+                self.ended_at = None;
+                ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
+            }
+            Raced::Step(ControlFlow::Continue(())) => ControlFlow::Continue(()),
+            Raced::Step(ControlFlow::Break(result)) => {
+                let held_back = result.is_err();
+                let result = match (result, kept.as_mut().as_pin_mut()) {
+                    (Err(error), Some(running))
+                        if !matches!(self.outcome, Some(CallOutcome::NotRetryable(_))) =>
+                    {
+                        self.wait_for_kept(running, error).await
+                    }
+                    (result, _) => result,
+                };
+                kept.set(None);
+                if held_back && (self.policy.telemetry.measures() || !self.ctx.span.is_disabled()) {
+                    // The end `finish` held back.
+                    let outcome = self.outcome.unwrap_or(CallOutcome::Ok);
+                    self.report_end(outcome, result.as_ref().err().map(Classify::class));
+                }
+                ControlFlow::Break(result)
+            }
+        }
+    }
+
+    /// [`backoff`](Self::backoff) while an attempt kept by
+    /// [`attempt_keeping`](Self::attempt_keeping) runs: `Some` with the
+    /// call's result when that attempt answers with success first.
+    pub async fn backoff_keeping<F>(
+        &mut self,
+        mut kept: std::pin::Pin<&mut Option<F>>,
+    ) -> Option<Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let at = self.next_attempt_at?;
+        if kept.is_none() {
+            self.backoff().await;
+            return None;
+        }
+        let sleep = std::pin::pin!(tokio::time::sleep_until(at));
+        let mut sleep = sleep;
+        let answer = std::future::poll_fn(|cx| {
+            if let Some(Poll::Ready(answer)) =
+                kept.as_mut().as_pin_mut().map(|running| running.poll(cx))
+            {
+                kept.set(None);
+                if let Ok(value) = answer {
+                    return Poll::Ready(Some(value));
+                }
+            }
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match answer {
+            Some(value) => {
+                self.next_attempt_at = None;
+                self.ended_at = None;
+                Some(self.finish(CallOutcome::Ok, Ok(value)))
+            }
+            None => {
+                self.next_attempt_at = None;
+                None
+            }
+        }
+    }
+
+    /// The retries gave up with `error` while a kept attempt still runs:
+    /// wait for it until the deadline (not at all without one).
+    #[cold]
+    async fn wait_for_kept<F>(&mut self, running: std::pin::Pin<&mut F>, error: E) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let Some(deadline) = self.ctx.deadline_at(self.ctx.now()) else {
+            return Err(error);
+        };
+        let answer = tokio::time::timeout_at(deadline, running).await;
+        self.ended_at = None;
+        match answer {
+            Ok(Ok(value)) => {
+                self.outcome = Some(CallOutcome::Ok);
+                Ok(value)
+            }
+            _ => Err(error),
+        }
+    }
+
     /// Make one attempt with `body`. `Break` carries the call's result;
     /// `Continue` means "call again with a fresh body": the next call to
     /// `attempt` first sleeps the backoff.
@@ -319,6 +486,7 @@ where
         }
         let attempt = self.ctx.attempt.get() + 1;
         self.ctx.attempt.set(attempt);
+        self.timed_out = false;
 
         if attempt == 1 {
             self.open_span();
@@ -475,6 +643,7 @@ where
                 self.after_failure(error, class, retry_after)
             }
             Finished::TimedOut => {
+                self.timed_out = true;
                 if let Some(tracker) = &policy.latency {
                     tracker.record_timeout(self.ended_at.unwrap_or_else(Instant::now));
                     self.cut += 1;
@@ -695,6 +864,10 @@ where
     #[inline]
     fn finish(&mut self, outcome: CallOutcome, result: Result<T, E>) -> Result<T, E> {
         self.outcome = Some(outcome);
+        if self.keeping && result.is_err() {
+            // Reported by `attempt_keeping` once the kept attempt settles.
+            return result;
+        }
         if self.policy.telemetry.measures() || !self.ctx.span.is_disabled() {
             self.report_end(outcome, result.as_ref().err().map(Classify::class));
         }

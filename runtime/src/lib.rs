@@ -218,6 +218,7 @@ pub mod __private {
     pub use crate::{Call, Classify, Error, ErrorClass, Policy, PolicyConfig};
     pub use core::ops::ControlFlow;
     pub use core::option::Option::{self, None, Some};
+    pub use core::pin::pin;
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
 }

@@ -41,6 +41,7 @@ pub struct PolicyConfig {
     pub(crate) bulkhead: Option<BulkheadConfig>,
     pub(crate) rate_limit: Option<RateLimitConfig>,
     pub(crate) idempotent: bool,
+    pub(crate) hedge: bool,
     pub(crate) recovery: RecoveryConfig,
     pub(crate) throttle: Option<ThrottleConfig>,
     pub(crate) seed: Option<u64>,
@@ -68,6 +69,7 @@ impl PolicyConfig {
             bulkhead: None,
             rate_limit: None,
             idempotent: false,
+            hedge: false,
             recovery: RecoveryConfig::new(),
             throttle: None,
             seed: None,
@@ -121,6 +123,17 @@ impl PolicyConfig {
     #[must_use]
     pub const fn with_idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
+        self
+    }
+
+    /// Keep an attempt cut by its timeout running alongside the retries,
+    /// and take whichever answers with success first (hedging on
+    /// timeout; see [`Call::attempt_keeping`](crate::Call::attempt_keeping)).
+    /// Needs `idempotent`: the kept attempt and its retry may both reach
+    /// the provider, under one idempotency key.
+    #[must_use]
+    pub const fn with_hedge(mut self, hedge: bool) -> Self {
+        self.hedge = hedge;
         self
     }
 
@@ -208,6 +221,13 @@ impl PolicyConfig {
         self.idempotent
     }
 
+    /// Whether an attempt cut by its timeout keeps running alongside the
+    /// retries (see [`PolicyConfig::with_hedge`]).
+    #[must_use]
+    pub const fn hedge(&self) -> bool {
+        self.hedge
+    }
+
     /// The recovery settings.
     #[must_use]
     pub const fn recovery(&self) -> &RecoveryConfig {
@@ -260,6 +280,12 @@ impl PolicyConfig {
                     format!("({timeout:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower the timeout"),
                 ));
             }
+        }
+        if self.hedge && !self.idempotent {
+            return Err(ConfigError::new(
+                "hedge",
+                "needs `idempotent`: a kept attempt and its retry may both reach the provider, so the operation must be safe to repeat (send one idempotency key)",
+            ));
         }
         if let Some(adaptive) = &self.adaptive_timeout {
             // A `max` beyond the deadline is not an error: the deadline
@@ -386,6 +412,12 @@ impl PolicyBuilder {
     /// Mark the operation safe to repeat.
     pub const fn idempotent(mut self, idempotent: bool) -> Self {
         self.config.idempotent = idempotent;
+        self
+    }
+
+    /// Hedge on timeout (see [`PolicyConfig::with_hedge`]).
+    pub const fn hedge(mut self, hedge: bool) -> Self {
+        self.config.hedge = hedge;
         self
     }
 
@@ -605,9 +637,14 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error>,
 {
+    // An attempt cut by its timeout stays here while the retries run, when
+    // the policy hedges (see `Call::attempt_keeping`).
+    let mut kept = std::pin::pin!(None);
     loop {
-        call.backoff().await;
-        if let ControlFlow::Break(result) = call.attempt(operation()).await {
+        if let Some(result) = call.backoff_keeping(kept.as_mut()).await {
+            return result;
+        }
+        if let ControlFlow::Break(result) = call.attempt_keeping(kept.as_mut(), operation()).await {
             return result;
         }
     }

@@ -156,6 +156,7 @@ impl PaymentsClient {
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent(key = req.idempotency_key),
+        hedge,
     )]
     pub async fn create_charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentsError> {
         let request = self
@@ -184,6 +185,7 @@ impl PaymentsClient {
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent(key = key),
+        hedge,
     )]
     pub async fn refund(&self, charge_id: &str, key: &str) -> Result<Refund, PaymentsError> {
         let request = self
@@ -209,6 +211,7 @@ impl PaymentsClient {
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent,
+        hedge,
     )]
     pub async fn get_charge(&self, id: &str) -> Result<Charge, PaymentsError> {
         let request = self.http.get(format!("{}/v1/charges/{id}", self.base));

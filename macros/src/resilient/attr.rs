@@ -28,6 +28,7 @@ pub(crate) const KEYS: &[&str] = &[
     "recovery",
     "throttle",
     "adaptive_timeout",
+    "hedge",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
 const BACKOFFS: &[&str] = &["exponential", "constant", "decorrelated"];
@@ -222,6 +223,8 @@ pub(crate) struct Attr {
     pub(crate) recovery: Option<RecoveryArg>,
     pub(crate) throttle: Option<Switch<ThrottleArg>>,
     pub(crate) adaptive_timeout: Option<Switch<AdaptiveTimeoutArg>>,
+    /// `hedge` (on, with the key's span) or `hedge = off`.
+    pub(crate) hedge: Option<(bool, proc_macro2::Span)>,
     /// Every inline setting given (not `provider`, `fallback`, `dlq`, `policy`),
     /// for the `policy = EXPR` conflict check.
     pub(crate) inline_keys: Vec<syn::Ident>,
@@ -334,6 +337,21 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
             "recovery" => attr.recovery = parse_recovery(&meta, errors),
             "throttle" => {
                 attr.throttle = switch(&meta, errors, "throttle", THROTTLE_KEYS, parse_throttle)
+            }
+            "hedge" => {
+                attr.hedge = match &meta {
+                    Meta::Path(_) => Some((true, ident.span())),
+                    Meta::NameValue(nv) if is_ident(&nv.value, "off") => {
+                        Some((false, ident.span()))
+                    }
+                    _ => {
+                        errors.on(
+                            &meta,
+                            "`hedge` takes no arguments: write `hedge` (keep an attempt cut by its timeout running alongside the retries) or `hedge = off`",
+                        );
+                        None
+                    }
+                }
             }
             "adaptive_timeout" => {
                 attr.adaptive_timeout = switch(

@@ -150,6 +150,14 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
     }
     positive(attr.timeout.as_ref(), "timeout", errors);
     positive(attr.deadline.as_ref(), "deadline", errors);
+    if let Some((true, span)) = attr.hedge {
+        if attr.idempotent.is_none() {
+            errors.at(
+                span,
+                "`hedge` needs `idempotent`: a kept attempt and its retry may both reach the provider, so the operation must be safe to repeat under one idempotency key; add `idempotent`",
+            );
+        }
+    }
     let timeout = attr.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |d| d.value);
     let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);
     if timeout > deadline && !timeout.is_zero() && !deadline.is_zero() {

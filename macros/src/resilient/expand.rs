@@ -246,6 +246,11 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
     if attr.idempotent.is_some() {
         chain = quote!(#chain.with_idempotent(true));
     }
+    match attr.hedge {
+        Some((true, _)) => chain = quote!(#chain.with_hedge(true)),
+        Some((false, _)) => chain = quote!(#chain.with_hedge(false)),
+        None => {}
+    }
     chain
 }
 
@@ -384,10 +389,26 @@ pub(crate) fn body(
         attr.idempotent.as_ref().and_then(|i| i.key.as_ref()).map(
             |key| quote_spanned!(key.span()=> __buttress_call.set_key(#p::key_string(&(#key)));),
         );
-    let attempt_loop = quote! {
-        loop {
-            if let #p::ControlFlow::Break(__buttress_result) = __buttress_call.attempt(async #block).await {
-                break __buttress_result;
+    let attempt_loop = if matches!(attr.hedge, Some((true, _))) {
+        // A cut attempt stays in `__buttress_kept` while the retries run
+        // (see `Call::attempt_keeping`); its type is the block's.
+        quote! {{
+            let mut __buttress_kept = #p::pin!(#p::None);
+            loop {
+                if let #p::ControlFlow::Break(__buttress_result) = __buttress_call
+                    .attempt_keeping(__buttress_kept.as_mut(), async #block)
+                    .await
+                {
+                    break __buttress_result;
+                }
+            }
+        }}
+    } else {
+        quote! {
+            loop {
+                if let #p::ControlFlow::Break(__buttress_result) = __buttress_call.attempt(async #block).await {
+                    break __buttress_result;
+                }
             }
         }
     };

@@ -46,6 +46,7 @@ const POLICY_KEYS: &[&str] = &[
     "deadline",
     "retry",
     "idempotent",
+    "hedge",
 ];
 const ADAPTIVE_TIMEOUT_KEYS: &[&str] = &["min", "max", "percentile", "multiplier"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
@@ -79,6 +80,7 @@ pub(crate) struct CallOverrides {
     backoff: Option<Backoff>,
     jitter: Option<Jitter>,
     idempotent: Option<bool>,
+    hedge: Option<bool>,
 }
 
 impl CallOverrides {
@@ -103,6 +105,9 @@ impl CallOverrides {
         }
         if let Some(idempotent) = self.idempotent {
             config.idempotent = idempotent;
+        }
+        if let Some(hedge) = self.hedge {
+            config.hedge = hedge;
         }
     }
 }
@@ -403,6 +408,9 @@ impl Checker {
         }
         if let Some(v) = map.get("idempotent") {
             call.idempotent = self.boolean(&join(path, "idempotent"), v);
+        }
+        if let Some(v) = map.get("hedge") {
+            call.hedge = self.boolean(&join(path, "hedge"), v);
         }
     }
 

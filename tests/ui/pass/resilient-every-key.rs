@@ -32,6 +32,7 @@ async fn cached(order: &u64, error: ApiError) -> Result<String, ApiError> {
     bulkhead(max_concurrent = 32, max_wait = "50ms"),
     rate_limit(per_second = 100, burst = 20),
     idempotent(key = format!("charge-{order}")),
+    hedge,
     fallback = cached,
     recovery(wait = true, max_waiting = 64, pace = 1.5, min_rate = 5, slow_start = "2s", learn_quota = false),
     throttle(k = 2, window = "1m"),
