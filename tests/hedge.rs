@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use buttress::retry::{Backoff, Jitter, RetryConfig};
@@ -35,35 +35,26 @@ fn policy(name: &'static str, hedge: bool, attempts: u32) -> Policy {
 /// A provider processing one operation under one key: the first request
 /// takes `first` and succeeds; any request while it runs is answered
 /// "in progress" (a transient error) at once; a request after it finished
-/// replays its result. Records (start, end, finished) per request.
+/// replays its result.
 #[derive(Clone, Default)]
 struct Keyed {
-    log: Arc<Mutex<Vec<(Duration, &'static str)>>>,
     done: Arc<AtomicU32>,
     started: Arc<AtomicU32>,
 }
 
 impl Keyed {
-    async fn request(&self, origin: Instant, first: Duration) -> Result<u32, ProviderError> {
+    async fn request(&self, first: Duration) -> Result<u32, ProviderError> {
         let n = self.started.fetch_add(1, Ordering::SeqCst);
-        let mut log = |what| self.log.lock().unwrap().push((origin.elapsed(), what));
         if n == 0 {
-            log("first sent");
             tokio::time::sleep(first).await;
             self.done.store(1, Ordering::SeqCst);
-            self.log
-                .lock()
-                .unwrap()
-                .push((origin.elapsed(), "first answered"));
             return Ok(7);
         }
         tokio::time::sleep(ms(1)).await;
         if self.done.load(Ordering::SeqCst) == 1 {
-            log("replayed");
-            Ok(7)
+            Ok(7) // replayed
         } else {
-            log("in progress");
-            Err(ProviderError::Unavailable)
+            Err(ProviderError::Unavailable) // in progress
         }
     }
 }
@@ -76,7 +67,7 @@ async fn a_cut_attempt_answers_late_and_wins() {
     // The first request takes 250 ms: cut at 100 ms, then 3 retries, each
     // told "in progress" (at 111, 122, 133 ms); the attempts are spent, but
     // the kept first attempt answers at 250 ms, inside the deadline.
-    let answer = p.run(|| provider.request(origin, ms(250))).await;
+    let answer = p.run(|| provider.request(ms(250))).await;
     assert_eq!(answer.unwrap(), 7);
     assert_eq!(origin.elapsed(), ms(250));
     assert_eq!(provider.started.load(Ordering::SeqCst), 4);
@@ -86,8 +77,7 @@ async fn a_cut_attempt_answers_late_and_wins() {
 async fn without_hedge_the_cut_attempt_is_cancelled() {
     let p = policy("hedge-off", false, 4);
     let provider = Keyed::default();
-    let origin = Instant::now();
-    let answer = p.run(|| provider.request(origin, ms(250))).await;
+    let answer = p.run(|| provider.request(ms(250))).await;
     assert_eq!(answer.unwrap_err(), ProviderError::Unavailable);
     assert_eq!(
         provider.done.load(Ordering::SeqCst),
@@ -127,9 +117,7 @@ async fn the_kept_attempt_is_waited_for_only_until_the_deadline() {
     let provider = Keyed::default();
     let origin = Instant::now();
     // The first request would take 5 s: the deadline (2 s) ends the wait.
-    let answer = p
-        .run(|| provider.request(origin, Duration::from_secs(5)))
-        .await;
+    let answer = p.run(|| provider.request(Duration::from_secs(5))).await;
     assert_eq!(answer.unwrap_err(), ProviderError::Unavailable);
     assert_eq!(origin.elapsed(), Duration::from_secs(2));
 }
@@ -159,14 +147,13 @@ async fn a_permanent_answer_from_a_retry_is_not_overruled() {
 async fn the_call_reports_one_outcome() {
     let p = policy("hedge-outcome", true, 2);
     let provider = Keyed::default();
-    let origin = Instant::now();
     let mut call = p.call::<u32, ProviderError>();
     let mut kept = std::pin::pin!(None);
     let result = loop {
         if let Some(result) = call.backoff_keeping(kept.as_mut()).await {
             break result;
         }
-        let body = provider.request(origin, ms(150));
+        let body = provider.request(ms(150));
         if let std::ops::ControlFlow::Break(result) =
             call.attempt_keeping(kept.as_mut(), body).await
         {
@@ -208,7 +195,7 @@ impl Client {
         hedge
     )]
     async fn charge(&self) -> Result<u32, ProviderError> {
-        self.provider.request(self.origin, ms(400)).await
+        self.provider.request(ms(400)).await
     }
 
     #[resilient(
@@ -220,7 +207,7 @@ impl Client {
         idempotent
     )]
     async fn charge_unhedged(&self) -> Result<u32, ProviderError> {
-        self.provider.request(self.origin, ms(400)).await
+        self.provider.request(ms(400)).await
     }
 }
 
