@@ -24,8 +24,10 @@
 //! The *paced* oracle also keeps the storm bound the lab asks of every
 //! client: no 100 ms window of the run (aligned to the provider's
 //! [`BUCKET`]s) carries more requests than [`PACE`] × the operations issued
-//! in it, the fractional allowance carried from one window to the next
-//! (5 operations a window allow 7, 8, 7, 8, …). Once the run has stopped
+//! in it, rounded down (5 operations a window allow 7 requests). This is
+//! exactly the check clients are held to (`peak_window_amplification` ≤
+//! 1.5): an allowance carried from one window to the next (7, 8, 7, 8, …)
+//! would let the oracle reach 1.6 in every other window. Once the run has stopped
 //! issuing there is no rate to compare with, and the bound lifts (the
 //! peak measure skips those windows too). It is the reference the
 //! checks use: an oracle that sends every held operation at the instant of
@@ -84,7 +86,6 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
     let mut bucket: Option<(usize, f64)> = None; // (phase, tokens)
     let mut window = u64::MAX;
     let mut window_left = f64::INFINITY;
-    let mut carry = 0.0;
     let end = issued_for + DEADLINE;
     let mut t = Duration::ZERO;
     while t < end {
@@ -103,9 +104,9 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
                 // with (the peak measure skips these windows too).
                 window_left = f64::INFINITY;
             } else {
-                let allowance = carry + PACE * f64::from(issued_in[window as usize]);
-                window_left = allowance.floor();
-                carry = allowance - window_left;
+                // The same bound as the peak check: no window above
+                // `PACE` × its operations, nothing carried over.
+                window_left = (PACE * f64::from(issued_in[window as usize]) + 1e-9).floor();
             }
         }
         let index = schedule.phase_index_at(t);
@@ -235,10 +236,10 @@ mod tests {
     #[test]
     fn the_pace_bounds_every_window() {
         // Down for 3.5 s: 175 operations wait; afterwards the paced oracle
-        // releases them oldest first at 1.5 × 5 per 100 ms while new ones
-        // keep coming. It catches up 0.5 s of backlog per second, faster
-        // than deadlines pass, so every operation is still served; only
-        // later.
+        // releases them oldest first at 7 (1.5 × 5, rounded down) per
+        // 100 ms while new ones keep coming. It catches up 0.4 s of backlog
+        // per second, faster than deadlines pass, so every operation is
+        // still served; only later.
         let s = Schedule::new(
             Duration::from_secs(10),
             vec![
@@ -253,8 +254,8 @@ mod tests {
         assert_eq!(paced.served, paced.operations, "{paced:?}");
         assert!(paced.p99_ms >= unpaced.p99_ms, "{paced:?} {unpaced:?}");
         // An outage longer than the deadline loses what cannot wait, and
-        // the pace loses nothing more: released oldest first at 1.5 × the
-        // arrival rate, the backlog's oldest issue time advances 1.5 s per
+        // the pace loses nothing more: released oldest first at 1.4 × the
+        // arrival rate, the backlog's oldest issue time advances 1.4 s per
         // second while deadlines pass at 1 s per second.
         let long = Schedule::new(
             Duration::from_secs(12),
