@@ -80,7 +80,7 @@ impl Variant {
                  attempts, exponential backoff 25 ms-2 s with full jitter and never sooner than \
                  a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 10 \
                  failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \
-                 were seen, open 100 ms then probing with one call every 50 ms; default \
+                 were seen, open 100 ms then probing with one call every 100 ms; default \
                  recovery: calls wait inside their deadline, released earliest deadline first \
                  at 1.5x the rate of new calls, one cooldown per Retry-After; one idempotency \
                  key per operation"

@@ -114,7 +114,7 @@ struct RefundBody<'a> {
 /// than a 429's `Retry-After`), a retry budget of 0.2 per call (cap 50),
 /// and a breaker opening after 10 failures in a row or when 90 % of the
 /// last 500 ms of calls failed (once 10 were seen), open 100 ms, then
-/// probing with one call every 50 ms. While it is open, or the provider
+/// probing with one call every 100 ms. While it is open, or the provider
 /// asked for a pause, calls wait inside their deadline (the default
 /// recovery) and come back earliest deadline first at 1.5 × the rate of
 /// new calls.
@@ -155,7 +155,7 @@ impl PaymentsClient {
         adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", probe_interval = "50ms", max_probe_interval = "50ms", half_open_probes = 1),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent(key = req.idempotency_key),
         hedge,
     )]
@@ -184,7 +184,7 @@ impl PaymentsClient {
         adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", probe_interval = "50ms", max_probe_interval = "50ms", half_open_probes = 1),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent(key = key),
         hedge,
     )]
@@ -210,7 +210,7 @@ impl PaymentsClient {
         adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
-        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", probe_interval = "50ms", max_probe_interval = "50ms", half_open_probes = 1),
+        breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "100ms", half_open_probes = 1),
         idempotent,
         hedge,
     )]
