@@ -191,8 +191,11 @@ struct Shared {
 ///   idempotency key.
 ///
 /// Each key is one hash at `{prefix}{key}:{length of key in bytes}`
-/// (default prefix `buttress:idem:`; see the [module](self) for why)
-/// with the fields `state` (`flight`, `done` or `free`), `fence`,
+/// (default prefix `buttress:idem:`; read from its end, a name gives back
+/// exactly one prefix and key, so stores with different prefixes never meet
+/// on a name, whatever the keys; records written under the earlier
+/// `{prefix}{key}` layout are not found: upgrade every replica at once, or
+/// let the old version run out the TTL first), with the fields `state` (`flight`, `done` or `free`), `fence`,
 /// `lease_until` (server milliseconds), `fp` (the fingerprint in decimal,
 /// empty without one) and `record` (the stored result); it expires after
 /// the larger of the TTL and the lease once claimed, after the TTL once
