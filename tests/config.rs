@@ -752,3 +752,30 @@ fn hedging_from_a_file() {
         "providers.pay.hedge: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
     );
 }
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    // 100 kB of `[` or `{a: ` once kept the YAML parser busy for seconds
+    // before it reported its recursion limit.
+    assert_eq!(
+        errors(&"[".repeat(100_000), Format::Yaml),
+        "line 1, column 65: invalid YAML: collections nested more than 64 levels deep; a configuration needs two or three"
+    );
+    assert_eq!(
+        errors(&format!("providers:\n  x: {}", "{a: ".repeat(25_000)), Format::Yaml),
+        "line 2, column 262: invalid YAML: collections nested more than 64 levels deep; a configuration needs two or three"
+    );
+    // Brackets in quoted scalars and comments do not count, nor does a
+    // nesting the parser handles.
+    let registry = Registry::new();
+    registry
+        .load_str(
+            &format!(
+                "# {}\nproviders:\n  \"{}\":\n    timeout: '2s'\n",
+                "[".repeat(100),
+                "[{".repeat(100)
+            ),
+            Format::Yaml,
+        )
+        .unwrap();
+}

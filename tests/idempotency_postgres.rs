@@ -926,3 +926,105 @@ async fn two_round_trips_per_call_counted_by_the_client_and_the_server() {
         .await
         .unwrap();
 }
+
+/// Every key the memory store accepts works here too, and different keys
+/// never share a row: NUL bytes, long incompressible keys, and a key that
+/// spells out another key's stored (hashed) form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_key_the_memory_store_takes_works() {
+    let Some(url) = services::postgres_url().await else {
+        return;
+    };
+    let (store, table) = fresh_store(&url, "any_key").await;
+    let memory = buttress::idempotency::MemoryStore::new();
+    // 100 kB that do not compress: a SplitMix-style sequence of letters.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let long: String = (0..100_000)
+        .map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            char::from(b'a' + ((z ^ (z >> 31)) % 26) as u8)
+        })
+        .collect();
+    let long_twin = format!("{}b", &long[..long.len() - 1]);
+    let nul = "order\u{0}1";
+    let nul_twin = "order\u{0}2";
+    let spelled = {
+        use sha2::{Digest, Sha256};
+        let hex: String = Sha256::digest(nul.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("\u{1}sha256:{hex}")
+    };
+    let keys = [
+        nul,
+        nul_twin,
+        long.as_str(),
+        long_twin.as_str(),
+        spelled.as_str(),
+        "plain",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let record = format!("r{i}");
+        for s in [&store as &dyn Probe, &memory as &dyn Probe] {
+            let claim = s.claim_now(key).await;
+            assert_eq!(claim, Claim::Acquired { fence: 1 }, "key #{i}");
+            assert!(s.complete_now(key, record.as_bytes()).await, "key #{i}");
+        }
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let record = format!("r{i}").into_bytes();
+        for s in [&store as &dyn Probe, &memory as &dyn Probe] {
+            assert_eq!(
+                s.claim_now(key).await,
+                Claim::Completed {
+                    record: record.clone()
+                },
+                "key #{i} replays its own record"
+            );
+        }
+    }
+    // A short plain key is stored as it is, readable in the table.
+    assert_eq!(row(&url, &table, "plain").await.2, Some(b"r5".to_vec()));
+    drop_table(&url, &table).await;
+}
+
+/// The two stores behind one object-safe face, for the test above.
+trait Probe: Sync {
+    fn claim_now<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Claim> + Send + 'a>>;
+    fn complete_now<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+}
+
+impl<S: IdempotencyStore> Probe for S {
+    fn claim_now<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Claim> + Send + 'a>> {
+        Box::pin(async move {
+            self.claim(request(key, Duration::from_secs(30), HOUR))
+                .await
+                .expect("the store answers")
+        })
+    }
+    fn complete_now<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            self.complete(key, 1, record, HOUR)
+                .await
+                .expect("the store answers")
+        })
+    }
+}

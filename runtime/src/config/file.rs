@@ -70,6 +70,77 @@ fn syntax_error(format: Format, line: usize, column: usize, message: &str) -> Co
     )
 }
 
+/// Flow collections (`[...]`, `{...}`) nested deeper than this are refused
+/// before the YAML parser sees them: it reports its own recursion limit
+/// only after a time quadratic in the depth (seconds for 100 kB of `[`),
+/// and a reload runs on a runtime thread. Configuration files need two or
+/// three levels.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Refuse YAML whose flow collections nest deeper than [`MAX_FLOW_DEPTH`],
+/// in one pass: brackets inside quoted scalars and comments do not count.
+fn check_flow_depth(text: &str) -> Result<(), ConfigError> {
+    let mut depth = 0usize;
+    let (mut line, mut column) = (1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            line += 1;
+            column = 0;
+            comment = false;
+            prev = c;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some('\'') => {
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        column += 1;
+                    } else {
+                        quote = None;
+                    }
+                }
+            }
+            Some(_) => {
+                if c == '\\' {
+                    if chars.next_if(|&n| n != '\n').is_some() {
+                        column += 1;
+                    }
+                } else if c == '"' {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '#' if prev.is_whitespace() => comment = true,
+                '\'' | '"' if prev.is_whitespace() || "[{,:-?".contains(prev) => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err(ConfigError::new(
+                            format!("line {line}, column {column}"),
+                            format!(
+                                "invalid YAML: collections nested more than {MAX_FLOW_DEPTH} levels deep; a configuration needs two or three"
+                            ),
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
 /// Parse `text` as `format` into a tree. An empty document is an empty
 /// table.
 pub(crate) fn parse(text: &str, format: Format) -> Result<Value, ConfigError> {
@@ -78,10 +149,13 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Value, ConfigError> {
             let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
             syntax_error(format, line, column, e.message())
         })?,
-        Format::Yaml => serde_norway::from_str::<Value>(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            syntax_error(format, line, column, &e.to_string())
-        })?,
+        Format::Yaml => {
+            check_flow_depth(text)?;
+            serde_norway::from_str::<Value>(text).map_err(|e| {
+                let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+                syntax_error(format, line, column, &e.to_string())
+            })?
+        }
         Format::Json => serde_json::from_str::<Value>(text)
             .map_err(|e| syntax_error(format, e.line(), e.column(), &e.to_string()))?,
     };

@@ -68,6 +68,35 @@ fn check_table(table: &str) -> Result<(), StoreError> {
 /// The default table name.
 const DEFAULT_TABLE: &str = "buttress_idempotency";
 
+/// Keys up to this many bytes are stored as they are; longer ones hashed.
+/// (A primary-key entry must fit a third of a page, about 2.7 kB after
+/// compression, so a long incompressible key could not be stored.)
+const MAX_RAW_KEY: usize = 2048;
+
+/// What begins a hashed key: a control character no stored raw key starts
+/// with (keys that do are hashed too, so the encoding stays one-to-one).
+const HASHED_PREFIX: &str = "\u{1}sha256:";
+
+/// The key as stored in the `key` column: the key itself, or, for a key
+/// PostgreSQL cannot hold as text or index (a NUL byte, more than
+/// [`MAX_RAW_KEY`] bytes) and for a key that begins with
+/// [`HASHED_PREFIX`], that prefix and the SHA-256 of the key in hex. So
+/// every key [`MemoryStore`](super::MemoryStore) accepts works, and two
+/// different keys never share a row (short of a SHA-256 collision).
+fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    if key.len() <= MAX_RAW_KEY && !key.contains('\0') && !key.starts_with(HASHED_PREFIX) {
+        return std::borrow::Cow::Borrowed(key);
+    }
+    let mut stored = String::with_capacity(HASHED_PREFIX.len() + 64);
+    stored.push_str(HASHED_PREFIX);
+    for byte in Sha256::digest(key.as_bytes()) {
+        let _ = write!(stored, "{byte:02x}");
+    }
+    std::borrow::Cow::Owned(stored)
+}
+
 /// The longest table name accepted (so that `<table>_expires_at_idx` fits
 /// PostgreSQL's 63-byte identifiers).
 const MAX_TABLE_LEN: usize = 47;
@@ -262,6 +291,15 @@ struct Counters {
 /// CREATE INDEX IF NOT EXISTS "buttress_idempotency_expires_at_idx"
 ///     ON "buttress_idempotency" (expires_at);
 /// ```
+///
+/// The `key` column holds the idempotency key itself, except for keys
+/// PostgreSQL could not hold or index as text (a NUL byte, more than
+/// 2048 bytes) and keys beginning with the control character U+0001: those
+/// are stored as `"\u{1}sha256:"` and the key's SHA-256 in hex, so every
+/// key [`MemoryStore`](super::MemoryStore) accepts works here too. (Rows
+/// of keys longer than 2048 bytes written before this encoding are not
+/// found after it; such keys could only be stored when they compressed
+/// well.)
 ///
 /// Expired rows are taken over by the next claim of their key but never
 /// deleted on their own: run [`cleanup`](Self::cleanup) periodically (or
@@ -705,13 +743,15 @@ impl PostgresStore {
         let fingerprint = request.fingerprint.map(to_db);
         let lease = micros(request.lease);
         let ttl = micros(request.ttl.max(request.lease));
+        let key = stored_key(request.key);
+        let key: &str = &key;
         for attempt in 0..MAX_CLAIM_ATTEMPTS {
             if attempt > 0 {
                 self.counters.claim_retries.fetch_add(1, Ordering::Relaxed);
             }
             self.count();
             let rows = match client
-                .query(&statement, &[&request.key, &fingerprint, &lease, &ttl])
+                .query(&statement, &[&key, &fingerprint, &lease, &ttl])
                 .await
             {
                 Ok(rows) => rows,
@@ -803,6 +843,8 @@ impl PostgresStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let statement = self.prepare(client, &self.sql.complete).await?;
+        let key = stored_key(key);
+        let key: &str = &key;
         self.count();
         let rows = client
             .query(&statement, &[&key, &fence, &record, &micros(ttl)])
@@ -820,6 +862,8 @@ impl PostgresStore {
 
     async fn release_on(&self, client: &Object, key: &str, fence: i64) -> Result<(), StoreError> {
         let statement = self.prepare(client, &self.sql.release).await?;
+        let key = stored_key(key);
+        let key: &str = &key;
         self.count();
         client
             .execute(&statement, &[&key, &fence])
