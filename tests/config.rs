@@ -341,12 +341,17 @@ fn a_reload_keeps_state_whose_settings_did_not_change() {
     assert_eq!(registry.breaker("pay").state(), BreakerState::ForcedOpen);
     assert_eq!(registry.breaker("pay").stats().window.failures, 3);
 
-    // The bulkhead changes: a new bulkhead, the same breaker.
+    // The bulkhead changes: the same bulkhead takes the new limit in place,
+    // the same breaker.
     let v3 = v2.replace("max_concurrent = 4", "max_concurrent = 8");
     registry.load_str(&v3, Format::Toml).unwrap();
     let after = registry.get("pay").unwrap();
     assert!(!Arc::ptr_eq(&provider, &after));
     assert_eq!(after.bulkhead().unwrap().config().max_concurrent(), 8);
+    assert!(std::ptr::eq(
+        after.bulkhead().unwrap(),
+        provider.bulkhead().unwrap()
+    ));
     assert!(std::ptr::eq(after.breaker(), &*handle));
     assert_eq!(after.breaker().stats().window.failures, 3);
 
@@ -778,4 +783,50 @@ fn deeply_nested_yaml_is_refused_before_parsing() {
             Format::Yaml,
         )
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_carries_calls_in_flight_and_reservations_over() {
+    let registry = Registry::new();
+    let v1 = "[providers.pay]\nbulkhead = { max_concurrent = 2 }\nrate_limit = { per_second = 10, burst = 2 }\n";
+    registry.load_str(v1, Format::Toml).unwrap();
+    let before = registry.get("pay").unwrap();
+    let bulkhead = before.bulkhead().unwrap();
+    let held = [
+        bulkhead.try_acquire().unwrap(),
+        bulkhead.try_acquire().unwrap(),
+    ];
+    let limiter = before.rate_limiter().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            limiter.acquire(|| Duration::ZERO),
+            Ok(buttress::rate_limit::Admission::Now)
+        );
+    }
+
+    // A reload in the middle: a larger limit counts the two calls in
+    // flight, and the burst spent stays spent.
+    let v2 = v1
+        .replace("max_concurrent = 2", "max_concurrent = 3")
+        .replace("burst = 2", "burst = 3");
+    registry.load_str(&v2, Format::Toml).unwrap();
+    let after = registry.get("pay").unwrap();
+    let bulkhead = after.bulkhead().unwrap();
+    assert_eq!(bulkhead.in_flight(), 2);
+    let third = bulkhead
+        .try_acquire()
+        .expect("one more slot under the new limit");
+    assert!(bulkhead.try_acquire().is_none(), "never 2 + 3 in flight");
+    drop(third);
+    drop(held);
+    assert_eq!(bulkhead.in_flight(), 0);
+    let limiter = after.rate_limiter().unwrap();
+    assert_eq!(limiter.config().burst(), 3);
+    // One more at once (the burst grew by one), then a wait: not a fresh
+    // burst of three.
+    assert_eq!(
+        limiter.acquire(|| Duration::ZERO),
+        Ok(buttress::rate_limit::Admission::Now)
+    );
+    assert!(limiter.acquire(|| Duration::ZERO).is_err());
 }

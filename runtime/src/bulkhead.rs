@@ -8,7 +8,7 @@
 //! Taking and returning a free slot is one compare-and-swap and one
 //! `fetch_sub`; the waiters' `Notify` is touched only when someone waits.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -86,7 +86,10 @@ impl Default for BulkheadConfig {
 /// A provider's bulkhead.
 #[derive(Debug)]
 pub struct Bulkhead {
-    config: BulkheadConfig,
+    /// The limit and the wait: atomics, so that a reload changes them in
+    /// place and the calls in flight keep counting against the new limit.
+    max_concurrent: AtomicU32,
+    max_wait_nanos: AtomicU64,
     /// Written by every call: kept on its own cache line, away from the
     /// read-mostly state of the other policies.
     slots: Slots,
@@ -129,7 +132,10 @@ impl Bulkhead {
     #[must_use]
     pub fn new(config: BulkheadConfig) -> Self {
         Self {
-            config,
+            max_concurrent: AtomicU32::new(config.max_concurrent),
+            max_wait_nanos: AtomicU64::new(
+                u64::try_from(config.max_wait.as_nanos()).unwrap_or(u64::MAX),
+            ),
             slots: Slots {
                 in_flight: AtomicU32::new(0),
                 waiters: AtomicUsize::new(0),
@@ -140,8 +146,31 @@ impl Bulkhead {
 
     /// The settings.
     #[must_use]
-    pub const fn config(&self) -> &BulkheadConfig {
-        &self.config
+    pub fn config(&self) -> BulkheadConfig {
+        BulkheadConfig {
+            max_concurrent: self.max_concurrent.load(Ordering::Relaxed),
+            max_wait: self.max_wait(),
+        }
+    }
+
+    fn max_wait(&self) -> Duration {
+        match self.max_wait_nanos.load(Ordering::Relaxed) {
+            u64::MAX => Duration::MAX,
+            nanos => Duration::from_nanos(nanos),
+        }
+    }
+
+    /// Take new settings in place: the calls in flight keep their slots and
+    /// count against the new limit (a reload never lets through more than
+    /// the larger of the two limits), and waiters look again at once.
+    pub fn reconfigure(&self, config: BulkheadConfig) {
+        self.max_concurrent
+            .store(config.max_concurrent, Ordering::SeqCst);
+        self.max_wait_nanos.store(
+            u64::try_from(config.max_wait.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.freed.notify_waiters();
     }
 
     /// Calls in flight now.
@@ -161,7 +190,8 @@ impl Bulkhead {
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
         let in_flight = &self.slots.in_flight;
         let mut current = in_flight.load(Ordering::SeqCst);
-        while current < self.config.max_concurrent {
+        let max = self.max_concurrent.load(Ordering::Relaxed);
+        while current < max {
             match in_flight.compare_exchange_weak(
                 current,
                 current + 1,
@@ -190,7 +220,7 @@ impl Bulkhead {
     #[cold]
     async fn wait(&self, limit: Option<Instant>) -> Result<BulkheadPermit<'_>, Full> {
         let start = Instant::now();
-        let mut until = crate::context::later(start, self.config.max_wait);
+        let mut until = crate::context::later(start, self.max_wait());
         if let Some(limit) = limit {
             until = until.min(limit);
         }

@@ -15,7 +15,7 @@
 //! compare-and-swap per admission; the precise clock is read only when a
 //! call has to wait.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -152,11 +152,15 @@ pub enum Admission {
 /// A provider's rate limiter.
 #[derive(Debug)]
 pub struct RateLimiter {
-    config: RateLimitConfig,
     /// Written by every call: on its own cache line.
     tat: Tat,
-    interval: u64,
-    tolerance: u64,
+    /// Nanoseconds between admissions, and the burst's allowance; atomics
+    /// so that a reload changes them in place, keeping the reservations.
+    interval: AtomicU64,
+    tolerance: AtomicU64,
+    per_second: AtomicU32,
+    burst: AtomicU32,
+    clock: LimiterClock,
     /// The limiter's time origin, on tokio's clock (for explicit instants).
     base: Instant,
     /// The same origin on the OS clock, in nanoseconds.
@@ -167,21 +171,50 @@ impl RateLimiter {
     /// A limiter with a full burst available.
     #[must_use]
     pub fn new(config: RateLimitConfig) -> Self {
-        let interval = 1_000_000_000 / u64::from(config.per_second.max(1));
+        let (interval, tolerance) = Self::spacing(config);
         Self {
-            config,
             tat: Tat(AtomicU64::new(0)),
-            interval: interval.max(1),
-            tolerance: interval.max(1) * u64::from(config.burst.max(1) - 1),
+            interval: AtomicU64::new(interval),
+            tolerance: AtomicU64::new(tolerance),
+            per_second: AtomicU32::new(config.per_second),
+            burst: AtomicU32::new(config.burst),
+            clock: config.clock,
             base: Instant::now(),
             base_nanos: clock::precise_nanos().unwrap_or(0),
         }
     }
 
+    /// `(interval, tolerance)` in nanoseconds for `config`.
+    fn spacing(config: RateLimitConfig) -> (u64, u64) {
+        let interval = (1_000_000_000 / u64::from(config.per_second.max(1))).max(1);
+        let tolerance = interval.saturating_mul(u64::from(config.burst.max(1) - 1));
+        (interval, tolerance)
+    }
+
     /// The settings.
     #[must_use]
-    pub const fn config(&self) -> &RateLimitConfig {
-        &self.config
+    pub fn config(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            per_second: self.per_second.load(Ordering::Relaxed),
+            burst: self.burst.load(Ordering::Relaxed),
+            clock: self.clock,
+        }
+    }
+
+    /// Take new settings in place, keeping the reservations made so far (so
+    /// a reload neither refills the burst nor forgets the calls already
+    /// admitted). `false`, changing nothing, when the clock differs: a new
+    /// limiter is needed then.
+    pub fn reconfigure(&self, config: RateLimitConfig) -> bool {
+        if config.clock != self.clock {
+            return false;
+        }
+        let (interval, tolerance) = Self::spacing(config);
+        self.interval.store(interval, Ordering::Relaxed);
+        self.tolerance.store(tolerance, Ordering::Relaxed);
+        self.per_second.store(config.per_second, Ordering::Relaxed);
+        self.burst.store(config.burst, Ordering::Relaxed);
+        true
     }
 
     /// Admit a call now, on the limiter's clock (see [`LimiterClock`]),
@@ -206,7 +239,7 @@ impl RateLimiter {
     /// [`acquire`](Self::acquire) on the OS clock chosen by the config.
     #[inline]
     fn acquire_os(&self, max_wait: impl FnOnce() -> Duration) -> Result<Admission, Duration> {
-        let (now, precise) = match self.config.clock {
+        let (now, precise) = match self.clock {
             LimiterClock::Coarse => match clock::coarse_nanos() {
                 Some(nanos) => (nanos.saturating_sub(self.base_nanos), false),
                 None => (self.since_base(Instant::now()), true),
@@ -270,12 +303,14 @@ impl RateLimiter {
         max_wait: impl FnOnce() -> Duration,
     ) -> Result<Admission, Duration> {
         let tat = &self.tat.0;
+        let interval = self.interval.load(Ordering::Relaxed);
+        let tolerance = self.tolerance.load(Ordering::Relaxed);
         let mut current = tat.load(Ordering::Acquire);
         let mut max_wait = Some(max_wait);
         let mut allowed = Duration::ZERO;
         loop {
             let start = current.max(now);
-            let wait = (start - now).saturating_sub(self.tolerance);
+            let wait = (start - now).saturating_sub(tolerance);
             if wait > 0 {
                 if !precise {
                     now = now.max(self.now_precise());
@@ -291,7 +326,7 @@ impl RateLimiter {
             }
             match tat.compare_exchange_weak(
                 current,
-                start + self.interval,
+                start.saturating_add(interval),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {

@@ -146,18 +146,23 @@ impl Provider {
                 config.budget,
                 RetryBudget::new,
             ),
-            limiter: keep(
-                old.limiter.as_ref(),
-                old.config.rate_limit,
-                config.rate_limit,
-                RateLimiter::new,
-            ),
-            bulkhead: keep(
-                old.bulkhead.as_ref(),
-                old.config.bulkhead,
-                config.bulkhead,
-                Bulkhead::new,
-            ),
+            // A changed limiter or bulkhead takes the new settings in
+            // place: the reservations and the calls in flight carry over,
+            // so a reload in the middle of an incident neither refills the
+            // burst nor lets through a second limit's worth of calls.
+            limiter: match (old.limiter.as_ref(), config.rate_limit) {
+                (Some(limiter), Some(c)) if limiter.reconfigure(c) => Some(Arc::clone(limiter)),
+                (_, c) => c.map(|c| Arc::new(RateLimiter::new(c))),
+            },
+            bulkhead: match (old.bulkhead.as_ref(), config.bulkhead) {
+                (Some(bulkhead), Some(c)) => {
+                    if bulkhead.config() != c {
+                        bulkhead.reconfigure(c);
+                    }
+                    Some(Arc::clone(bulkhead))
+                }
+                (_, c) => c.map(|c| Arc::new(Bulkhead::new(c))),
+            },
             gate: if old.config.recovery == config.recovery
                 && old.config.throttle.is_some() == config.throttle.is_some()
             {
