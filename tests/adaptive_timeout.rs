@@ -13,25 +13,16 @@ use std::time::Duration;
 use buttress::adaptive_timeout::AdaptiveTimeoutConfig;
 use buttress::breaker::BreakerConfig;
 use buttress::recovery::RecoveryConfig;
-use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{BreakerState, Classify, ErrorClass, Policy, PolicyConfig, Registry};
-use common::{ms, registry, ProviderError};
+use common::{constant_retry, ms, registry, ProviderError};
 use tokio::time::Instant;
-
-fn retry(attempts: u32) -> RetryConfig {
-    RetryConfig::new()
-        .with_max_attempts(attempts)
-        .with_backoff(Backoff::constant(ms(1)))
-        .with_jitter(Jitter::None)
-        .with_budget(None)
-}
 
 fn adaptive_policy(name: &'static str, attempts: u32, adaptive: AdaptiveTimeoutConfig) -> Policy {
     Policy::builder(name)
         .timeout(Duration::from_secs(1))
         .deadline(Duration::from_secs(30))
         .adaptive_timeout(adaptive)
-        .retry(retry(attempts))
+        .retry(constant_retry(attempts, ms(1)))
         .idempotent(true)
         .no_breaker()
         .recovery(RecoveryConfig::fail_fast())
@@ -259,7 +250,7 @@ fn breaker_policy(name: &'static str, adaptive: bool) -> Policy {
     let mut config = PolicyConfig::new(name)
         .with_timeout(Some(Duration::from_secs(1)))
         .with_deadline(Some(Duration::from_secs(30)))
-        .with_retry(retry(5))
+        .with_retry(constant_retry(5, ms(1)))
         .with_idempotent(true)
         .with_breaker(Some(breaker()))
         .with_recovery(RecoveryConfig::fail_fast());
@@ -382,7 +373,7 @@ async fn the_deadline_bounds_max() {
         .no_timeout()
         .deadline(Duration::from_secs(2))
         .adaptive_timeout(AdaptiveTimeoutConfig::new())
-        .retry(retry(1))
+        .retry(constant_retry(1, ms(1)))
         .no_breaker()
         .build_in(&Registry::new())
         .expect("a max beyond the deadline is bounded by it");

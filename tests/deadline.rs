@@ -6,16 +6,8 @@ use std::time::Duration;
 
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::Policy;
-use common::{ms, registry, Provider, ProviderError};
+use common::{constant_retry, ms, registry, Provider, ProviderError};
 use tokio::time::Instant;
-
-fn retry(attempts: u32, delay: Duration) -> RetryConfig {
-    RetryConfig::new()
-        .with_max_attempts(attempts)
-        .with_backoff(Backoff::constant(delay))
-        .with_jitter(Jitter::None)
-        .with_budget(None)
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_cuts_a_slow_attempt_short() {
@@ -24,7 +16,7 @@ async fn the_deadline_cuts_a_slow_attempt_short() {
     let p = Policy::builder("deadline-cut")
         .timeout(Duration::from_secs(1))
         .deadline(ms(1500))
-        .retry(retry(5, ms(100)))
+        .retry(constant_retry(5, ms(100)))
         .idempotent(true)
         .no_breaker()
         .build_in(registry())
@@ -49,7 +41,7 @@ async fn a_retry_that_cannot_fit_is_not_made_and_the_last_error_returned() {
     let p = Policy::builder("deadline-no-room")
         .deadline(Duration::from_secs(1))
         .timeout(Duration::from_secs(1))
-        .retry(retry(10, ms(500)))
+        .retry(constant_retry(10, ms(500)))
         .no_breaker()
         .build_in(registry())
         .unwrap();
@@ -84,7 +76,7 @@ async fn retry_after_beyond_the_deadline_ends_the_call_at_once() {
     let p = Policy::builder("deadline-retry-after")
         .deadline(Duration::from_secs(5))
         .timeout(Duration::from_secs(1))
-        .retry(retry(3, ms(10)))
+        .retry(constant_retry(3, ms(10)))
         .no_breaker()
         .build_in(registry())
         .unwrap();
@@ -109,7 +101,7 @@ async fn the_timeout_applies_per_attempt_and_the_deadline_to_the_whole_call() {
     let p = Policy::builder("deadline-vs-timeout")
         .timeout(ms(400))
         .deadline(ms(1200))
-        .retry(retry(10, ms(100)))
+        .retry(constant_retry(10, ms(100)))
         .idempotent(true)
         .no_breaker()
         .build_in(registry())
@@ -165,7 +157,7 @@ async fn remaining_counts_down_inside_the_body() {
     let p = Policy::builder("deadline-remaining")
         .timeout(Duration::from_secs(1))
         .deadline(Duration::from_secs(3))
-        .retry(retry(3, ms(250)))
+        .retry(constant_retry(3, ms(250)))
         .no_breaker()
         .build_in(registry())
         .unwrap();

@@ -9,22 +9,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{resilient, CallOutcome, Policy, PolicyConfig, Registry};
-use common::{ms, ProviderError};
+use common::{constant_retry, ms, ProviderError};
 use tokio::time::Instant;
 
 fn policy(name: &'static str, hedge: bool, attempts: u32) -> Policy {
     Policy::builder(name)
         .timeout(ms(100))
         .deadline(Duration::from_secs(2))
-        .retry(
-            RetryConfig::new()
-                .with_max_attempts(attempts)
-                .with_backoff(Backoff::constant(ms(10)))
-                .with_jitter(Jitter::None)
-                .with_budget(None),
-        )
+        .retry(constant_retry(attempts, ms(10)))
         .no_breaker()
         .idempotent(true)
         .hedge(hedge)

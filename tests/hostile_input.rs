@@ -12,17 +12,9 @@ use std::time::Duration;
 use buttress::breaker::{Breaker, BreakerConfig, Window};
 use buttress::bulkhead::BulkheadConfig;
 use buttress::idempotency::{Claim, ClaimRequest, IdempotencyStore, MemoryStore};
-use buttress::retry::{Backoff, Jitter, RetryConfig};
+use buttress::retry::RetryConfig;
 use buttress::{BreakerState, Policy, Registry};
-use common::{ms, ProviderError};
-
-fn retry(attempts: u32, delay: Duration) -> RetryConfig {
-    RetryConfig::new()
-        .with_max_attempts(attempts)
-        .with_backoff(Backoff::constant(delay))
-        .with_jitter(Jitter::None)
-        .with_budget(None)
-}
+use common::{constant_retry, ms, ProviderError};
 
 /// Answers `Unavailable` `failures` times, then `Ok(n)` with `n` the count
 /// of calls so far.
@@ -41,7 +33,7 @@ async fn a_deadline_of_duration_max_means_none() {
     let p = Policy::builder("hostile-deadline")
         .timeout(Duration::from_secs(1))
         .deadline(Duration::MAX)
-        .retry(retry(3, ms(10)))
+        .retry(constant_retry(3, ms(10)))
         .no_breaker()
         .build_in(&Registry::new())
         .unwrap();
@@ -63,7 +55,7 @@ async fn a_backoff_of_duration_max_waits_instead_of_panicking() {
     let p = Policy::builder("hostile-backoff")
         .timeout(Duration::from_secs(1))
         .no_deadline()
-        .retry(retry(2, Duration::MAX))
+        .retry(constant_retry(2, Duration::MAX))
         .no_breaker()
         .build_in(&Registry::new())
         .unwrap();
@@ -78,7 +70,7 @@ async fn a_retry_after_of_duration_max_without_a_deadline_does_not_panic() {
     let p = Policy::builder("hostile-retry-after")
         .timeout(Duration::from_secs(1))
         .no_deadline()
-        .retry(retry(2, ms(10)))
+        .retry(constant_retry(2, ms(10)))
         .no_breaker()
         .build_in(&Registry::new())
         .unwrap();
@@ -239,7 +231,7 @@ async fn shared_state_survives_concurrent_hostile_calls() {
     let p = Policy::builder("hostile-concurrent")
         .timeout(Duration::from_secs(1))
         .deadline(Duration::MAX)
-        .retry(retry(2, ms(1)))
+        .retry(constant_retry(2, ms(1)))
         .no_breaker()
         .bulkhead(
             BulkheadConfig::new()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{ErrorClass, Policy};
-use common::{ms, registry, Provider, ProviderError};
+use common::{constant_retry, ms, registry, Provider, ProviderError};
 use tokio::time::Instant;
 
 fn policy(name: &str, retry: RetryConfig) -> Policy {
@@ -16,14 +16,6 @@ fn policy(name: &str, retry: RetryConfig) -> Policy {
         .seed(7)
         .build_in(registry())
         .unwrap()
-}
-
-fn constant(attempts: u32, delay: Duration) -> RetryConfig {
-    RetryConfig::new()
-        .with_max_attempts(attempts)
-        .with_backoff(Backoff::constant(delay))
-        .with_jitter(Jitter::None)
-        .with_budget(None)
 }
 
 async fn always(
@@ -45,7 +37,7 @@ async fn always(
 
 #[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_up_to_max_attempts() {
-    let p = policy("retry-transient", constant(4, ms(10)));
+    let p = policy("retry-transient", constant_retry(4, ms(10)));
     let provider = Provider::default();
     let err = always(&p, &provider, ProviderError::Unavailable)
         .await
@@ -61,7 +53,7 @@ async fn transient_errors_are_retried_up_to_max_attempts() {
 
 #[tokio::test(start_paused = true)]
 async fn permanent_errors_are_never_retried() {
-    let p = policy("retry-permanent", constant(5, ms(10)));
+    let p = policy("retry-permanent", constant_retry(5, ms(10)));
     let provider = Provider::default();
     let err = always(&p, &provider, ProviderError::Declined)
         .await
@@ -73,7 +65,7 @@ async fn permanent_errors_are_never_retried() {
 #[tokio::test(start_paused = true)]
 async fn outcome_unknown_is_retried_only_when_idempotent() {
     let provider = Provider::default();
-    let not_idempotent = policy("retry-unknown-1", constant(3, ms(10)));
+    let not_idempotent = policy("retry-unknown-1", constant_retry(3, ms(10)));
     always(&not_idempotent, &provider, ProviderError::Lost)
         .await
         .unwrap_err();
@@ -81,7 +73,7 @@ async fn outcome_unknown_is_retried_only_when_idempotent() {
 
     let provider = Provider::default();
     let idempotent = Policy::builder("retry-unknown-2")
-        .retry(constant(3, ms(10)))
+        .retry(constant_retry(3, ms(10)))
         .no_breaker()
         .idempotent(true)
         .build_in(registry())
@@ -94,7 +86,7 @@ async fn outcome_unknown_is_retried_only_when_idempotent() {
 
 #[tokio::test(start_paused = true)]
 async fn success_after_failures_returns_the_value() {
-    let p = policy("retry-then-ok", constant(5, ms(1)));
+    let p = policy("retry-then-ok", constant_retry(5, ms(1)));
     let provider = Provider::default();
     let value = p
         .run(|| {
@@ -134,7 +126,7 @@ async fn exponential_backoff_delays_are_exact_without_jitter() {
 async fn zero_delay_never_touches_the_timer() {
     // tokio rounds any sleep up to a whole millisecond; a retry with a zero
     // delay must not sleep at all, so the paused clock must not move.
-    let p = policy("retry-zero-delay", constant(6, Duration::ZERO));
+    let p = policy("retry-zero-delay", constant_retry(6, Duration::ZERO));
     let provider = Provider::default();
     let origin = Instant::now();
     always(&p, &provider, ProviderError::Unavailable)
@@ -146,7 +138,7 @@ async fn zero_delay_never_touches_the_timer() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_exactly() {
-    let p = policy("retry-after", constant(3, ms(10)));
+    let p = policy("retry-after", constant_retry(3, ms(10)));
     let provider = Provider::default();
     always(
         &p,
@@ -162,7 +154,7 @@ async fn retry_after_is_honoured_exactly() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_longer_than_retry_after_wins() {
-    let p = policy("retry-after-short", constant(2, ms(300)));
+    let p = policy("retry-after-short", constant_retry(2, ms(300)));
     let provider = Provider::default();
     always(&p, &provider, ProviderError::Throttled(Some(ms(50))))
         .await
@@ -252,7 +244,7 @@ async fn decorrelated_backoff_grows_within_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn the_body_sees_its_attempt_number() {
-    let p = policy("retry-attempt-number", constant(3, ms(5)));
+    let p = policy("retry-attempt-number", constant_retry(3, ms(5)));
     let mut seen = Vec::new();
     let _ = p
         .run(|| {
@@ -278,7 +270,7 @@ async fn the_body_sees_its_attempt_number() {
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_outcome_unknown() {
-    let retry = constant(3, ms(10));
+    let retry = constant_retry(3, ms(10));
     let provider = Provider::default();
     let p = Policy::builder("retry-timeout")
         .timeout(ms(100))

@@ -17,7 +17,7 @@ use buttress::budget::BudgetConfig;
 use buttress::events::{self, PolicyEvent};
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{BreakerState, Policy};
-use common::{ms, registry, ProviderError};
+use common::{constant_retry, ms, registry, ProviderError};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -228,13 +228,7 @@ fn histogram_count(metrics: &BTreeMap<String, Metric>, name: &str) -> usize {
 fn retrying(name: &str, attempts: u32) -> Policy {
     Policy::builder(name.to_owned())
         .operation("charge")
-        .retry(
-            RetryConfig::new()
-                .with_max_attempts(attempts)
-                .with_backoff(Backoff::constant(ms(10)))
-                .with_jitter(Jitter::None)
-                .with_budget(None),
-        )
+        .retry(constant_retry(attempts, ms(10)))
         .no_breaker()
         .build_in(registry())
         .unwrap()

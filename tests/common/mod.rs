@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{Classify, Error, ErrorClass, Registry};
 use tokio::time::Instant;
 
@@ -151,4 +152,14 @@ impl Captured {
         SINK.with(|sink| *sink.borrow_mut() = Some(self.clone()));
         CaptureGuard
     }
+}
+
+/// `attempts` attempts a fixed `delay` apart: no jitter, no budget, so the
+/// paused clock's instants are exact.
+pub fn constant_retry(attempts: u32, delay: Duration) -> RetryConfig {
+    RetryConfig::new()
+        .with_max_attempts(attempts)
+        .with_backoff(Backoff::constant(delay))
+        .with_jitter(Jitter::None)
+        .with_budget(None)
 }
