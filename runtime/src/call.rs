@@ -69,6 +69,27 @@ pub struct Call<'p, T, E> {
     _result: PhantomData<fn() -> T>,
 }
 
+/// Poll the attempt kept in `kept`, if any: `Ready` with its value when it
+/// succeeded; a late failure empties the slot and stays `Pending` (it says
+/// nothing the retries do not).
+fn poll_kept<F, T, E>(
+    kept: &mut std::pin::Pin<&mut Option<F>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<T>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let Some(Poll::Ready(answer)) = kept.as_mut().as_pin_mut().map(|running| running.poll(cx))
+    else {
+        return Poll::Pending;
+    };
+    kept.set(None);
+    match answer {
+        Ok(value) => Poll::Ready(value),
+        Err(_) => Poll::Pending,
+    }
+}
+
 /// Who answered first in [`Call::attempt_keeping`].
 enum Raced<T, F> {
     Kept(T),
@@ -364,14 +385,8 @@ where
             let step = self.attempt(body);
             let mut step = std::pin::pin!(step);
             std::future::poll_fn(|cx| {
-                if let Some(Poll::Ready(answer)) =
-                    kept.as_mut().as_pin_mut().map(|running| running.poll(cx))
-                {
-                    kept.set(None);
-                    if let Ok(value) = answer {
-                        return Poll::Ready(Raced::Kept(value));
-                    }
-                    // A late failure says nothing the retries do not.
+                if let Poll::Ready(value) = poll_kept(&mut kept, cx) {
+                    return Poll::Ready(Raced::Kept(value));
                 }
                 step.as_mut().poll(cx).map(Raced::Step)
             })
@@ -379,11 +394,8 @@ where
         };
         self.keeping = false;
         match raced {
-            Raced::Kept(value) => {
-                // The retry in progress was dropped; the call ends now.
-                self.ended_at = None;
-                ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
-            }
+            // The retry in progress was dropped; the call ends now.
+            Raced::Kept(value) => ControlFlow::Break(self.late_success(value)),
             Raced::Step(ControlFlow::Continue(())) => ControlFlow::Continue(()),
             Raced::Step(ControlFlow::Break(result)) => {
                 let held_back = result.is_err();
@@ -421,31 +433,22 @@ where
             self.backoff().await;
             return None;
         }
-        let sleep = std::pin::pin!(tokio::time::sleep_until(at));
-        let mut sleep = sleep;
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
         let answer = std::future::poll_fn(|cx| {
-            if let Some(Poll::Ready(answer)) =
-                kept.as_mut().as_pin_mut().map(|running| running.poll(cx))
-            {
-                kept.set(None);
-                if let Ok(value) = answer {
-                    return Poll::Ready(Some(value));
-                }
+            if let Poll::Ready(value) = poll_kept(&mut kept, cx) {
+                return Poll::Ready(Some(value));
             }
             sleep.as_mut().poll(cx).map(|()| None)
         })
         .await;
-        match answer {
-            Some(value) => {
-                self.next_attempt_at = None;
-                self.ended_at = None;
-                Some(self.finish(CallOutcome::Ok, Ok(value)))
-            }
-            None => {
-                self.next_attempt_at = None;
-                None
-            }
-        }
+        self.next_attempt_at = None;
+        answer.map(|value| self.late_success(value))
+    }
+
+    /// The kept attempt answered with success first: the call's result.
+    fn late_success(&mut self, value: T) -> Result<T, E> {
+        self.ended_at = None;
+        self.finish(CallOutcome::Ok, Ok(value))
     }
 
     /// The retries gave up with `error` while a kept attempt still runs:
