@@ -574,16 +574,7 @@ where
         if !self.ctx.span.is_disabled() {
             self.open_attempt_span(attempt);
         }
-        let timeout = match &policy.latency {
-            None => policy.config.timeout,
-            Some(tracker) if self.cut == 0 => Some(tracker.timeout()),
-            Some(tracker) => Some(
-                tracker
-                    .timeout()
-                    .saturating_mul(1 << self.cut.min(16))
-                    .min(tracker.config().max()),
-            ),
-        };
+        let timeout = policy.attempt_timeout(self.cut);
         let (finished, pending_since) = AttemptFuture::new(body, &mut self.ctx, timeout).await;
         drop(slot);
 

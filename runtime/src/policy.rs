@@ -459,12 +459,21 @@ pub(crate) struct PolicyInner {
 }
 
 impl PolicyInner {
-    /// The timeout of the next attempt: the adaptive one, or the fixed one.
+    /// The timeout of the next attempt of a call whose adaptive timeout
+    /// already cut `cut` of its attempts: the fixed one, or the adaptive
+    /// one doubled per cut (up to its `max`), as TCP backs off its
+    /// retransmission timer.
     #[inline]
-    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
+    pub(crate) fn attempt_timeout(&self, cut: u32) -> Option<Duration> {
         match &self.latency {
-            Some(tracker) => Some(tracker.timeout()),
             None => self.config.timeout,
+            Some(tracker) if cut == 0 => Some(tracker.timeout()),
+            Some(tracker) => Some(
+                tracker
+                    .timeout()
+                    .saturating_mul(1 << cut.min(16))
+                    .min(tracker.config().max()),
+            ),
         }
     }
 }
@@ -540,7 +549,7 @@ impl Policy {
     /// adaptive one as it stands now.
     #[must_use]
     pub fn attempt_timeout(&self) -> Option<Duration> {
-        self.inner.attempt_timeout()
+        self.inner.attempt_timeout(0)
     }
 
     /// The provider's shared state (breaker, budget, limiter, bulkhead).
