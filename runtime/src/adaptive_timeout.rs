@@ -414,7 +414,7 @@ fn scaled(d: Duration, m: f64) -> Duration {
 
 /// `d` in nanoseconds, at least 1 (0 means "the initial timeout").
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+    crate::context::saturating_nanos(d).max(1)
 }
 
 #[cfg(test)]

@@ -133,9 +133,7 @@ impl Bulkhead {
     pub fn new(config: BulkheadConfig) -> Self {
         Self {
             max_concurrent: AtomicU32::new(config.max_concurrent),
-            max_wait_nanos: AtomicU64::new(
-                u64::try_from(config.max_wait.as_nanos()).unwrap_or(u64::MAX),
-            ),
+            max_wait_nanos: AtomicU64::new(crate::context::saturating_nanos(config.max_wait)),
             slots: Slots {
                 in_flight: AtomicU32::new(0),
                 waiters: AtomicUsize::new(0),
@@ -167,7 +165,7 @@ impl Bulkhead {
         self.max_concurrent
             .store(config.max_concurrent, Ordering::SeqCst);
         self.max_wait_nanos.store(
-            u64::try_from(config.max_wait.as_nanos()).unwrap_or(u64::MAX),
+            crate::context::saturating_nanos(config.max_wait),
             Ordering::Relaxed,
         );
         self.freed.notify_waiters();

@@ -100,6 +100,11 @@ impl CallContext {
 /// the cap `RedisStore` and `PostgresStore` apply to the same values.
 pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// `d` in nanoseconds, saturating at `u64::MAX` (about 584 years).
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// `now + d`, never overflowing: a `d` beyond [`FOREVER`] counts as it.
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d.min(FOREVER))

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::RecoveryConfig;
 use crate::breaker::{Breaker, BreakerPermit, BreakerState};
+use crate::context::saturating_nanos;
 use crate::sync::RwLock;
 
 /// The sliding window of the pace: admissions over any span this long stay
@@ -243,7 +244,7 @@ impl Gate {
         }
         self.activate();
         let now = self.nanos(Instant::now());
-        let until = now.saturating_add(duration_nanos(self.config.slow_start));
+        let until = now.saturating_add(saturating_nanos(self.config.slow_start));
         let mut inner = self.inner.write();
         inner.paced_until = inner.paced_until.max(until);
     }
@@ -258,7 +259,7 @@ impl Gate {
         let now = Instant::now();
         let until = self
             .nanos(now)
-            .saturating_add(duration_nanos(retry_after))
+            .saturating_add(saturating_nanos(retry_after))
             .max(1);
         let before = self.cooldown_until.fetch_max(until, Ordering::AcqRel);
         if before < self.nanos(now) {
@@ -272,7 +273,7 @@ impl Gate {
         }
         self.activate();
         let mut inner = self.inner.write();
-        let paced = until.saturating_add(duration_nanos(self.config.slow_start));
+        let paced = until.saturating_add(saturating_nanos(self.config.slow_start));
         inner.paced_until = inner.paced_until.max(paced);
     }
 
@@ -299,7 +300,7 @@ impl Gate {
                 if sent
                     < inner
                         .last_decrease
-                        .saturating_add(duration_nanos(QUOTA_HOLD))
+                        .saturating_add(saturating_nanos(QUOTA_HOLD))
                 {
                     return;
                 }
@@ -362,18 +363,18 @@ impl Gate {
 
     /// The arrival rate of new calls, per second.
     fn demand(&self, inner: &mut Inner, now: u64) -> f64 {
-        let horizon = now.saturating_sub(duration_nanos(DEMAND_SPAN));
+        let horizon = now.saturating_sub(saturating_nanos(DEMAND_SPAN));
         while inner.arrivals.front().is_some_and(|&t| t < horizon) {
             inner.arrivals.pop_front();
         }
         let span = now.saturating_sub(inner.active_since);
-        if span >= duration_nanos(DEMAND_SPAN) {
+        if span >= saturating_nanos(DEMAND_SPAN) {
             return inner.arrivals.len() as f64 / DEMAND_SPAN.as_secs_f64();
         }
         // Freshly active: few arrivals seen yet. Count one more than seen,
         // so a young measure errs towards admitting (the caller's success)
         // rather than towards starving; it is exact within a second.
-        let span = span.max(duration_nanos(MIN_DEMAND_SPAN));
+        let span = span.max(saturating_nanos(MIN_DEMAND_SPAN));
         (inner.arrivals.len() + 1) as f64 / (span as f64 / 1e9)
     }
 
@@ -382,7 +383,7 @@ impl Gate {
     fn rate(&self, inner: &mut Inner, now: u64) -> Option<f64> {
         let demand = self.demand(inner, now);
         if inner.quota_pending
-            && now.saturating_sub(inner.active_since) >= duration_nanos(MIN_DEMAND_SPAN)
+            && now.saturating_sub(inner.active_since) >= saturating_nanos(MIN_DEMAND_SPAN)
         {
             inner.quota_pending = false;
             inner.quota = Some((demand * QUOTA_FIRST).max(self.config.min_rate));
@@ -391,14 +392,14 @@ impl Gate {
         if let Some(q) = inner.quota {
             // Additive increase while no 429 comes.
             let since = now.saturating_sub(inner.last_increase);
-            let step = duration_nanos(QUOTA_STEP_EVERY);
+            let step = saturating_nanos(QUOTA_STEP_EVERY);
             if since >= step {
                 let steps = (since / step) as f64;
                 inner.quota = Some(q * (1.0 + QUOTA_GROWTH).powf(steps));
                 inner.last_increase = now;
                 self.quota_metric(inner.quota);
             }
-            let forget = now.saturating_sub(inner.last_decrease) > duration_nanos(QUOTA_MEMORY)
+            let forget = now.saturating_sub(inner.last_decrease) > saturating_nanos(QUOTA_MEMORY)
                 && demand * self.config.pace < inner.quota.unwrap_or(q);
             if forget {
                 inner.quota = None;
@@ -431,7 +432,7 @@ impl Gate {
         new_call: bool,
     ) -> Result<BreakerPermit<'b>, Blocked> {
         let at = self.nanos(now);
-        let slow_start = duration_nanos(self.config.slow_start);
+        let slow_start = saturating_nanos(self.config.slow_start);
         let cooldown = self.cooldown_until.load(Ordering::Acquire);
         if cooldown > at {
             return Err(Blocked {
@@ -441,9 +442,9 @@ impl Gate {
         }
         let pace = self.rate(inner, at);
         let forced_closed = breaker.state() == BreakerState::ForcedClosed;
-        let window = duration_nanos(PACE_WINDOW);
+        let window = saturating_nanos(PACE_WINDOW);
         let horizon = at.saturating_sub(window);
-        let second = at.saturating_sub(duration_nanos(SUSTAIN_SPAN));
+        let second = at.saturating_sub(saturating_nanos(SUSTAIN_SPAN));
         while inner.released.front().is_some_and(|&t| t <= second) {
             inner.released.pop_front();
         }
@@ -551,7 +552,7 @@ impl Gate {
     /// change keeps the bound too.
     fn within_retry_share(&self, inner: &Inner, now: Instant) -> bool {
         let at = self.nanos(now);
-        let horizon = at.saturating_sub(duration_nanos(PACE_WINDOW));
+        let horizon = at.saturating_sub(saturating_nanos(PACE_WINDOW));
         let sent = count_since(&inner.released, horizon);
         if sent == 0 {
             return true;
@@ -806,10 +807,6 @@ fn count_since(queue: &VecDeque<u64>, horizon: u64) -> usize {
 /// Whether what blocks cannot end before the deadline.
 fn hopeless(blocked: &Blocked, deadline: Option<Instant>) -> bool {
     matches!((blocked.until, deadline), (Some(until), Some(d)) if until >= d)
-}
-
-fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A waiting call's place in the queue; leaving it (a deadline, a dropped
