@@ -76,11 +76,11 @@ impl Variant {
         match self {
             Self::Buttress => {
                 "#[resilient] PaymentsClient: 500 ms per attempt, adaptive between 100 ms and \
-                 2 s (1.5x the p95 of recent answers; a cut attempt is kept running beside its retries), 5 s deadline, up to 5 \
+                 2 s (the p90 of recent answers; a cut attempt is kept running beside its retries: a hedge), 5 s deadline, up to 5 \
                  attempts, exponential backoff 25 ms-2 s with full jitter and never sooner than \
                  a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 10 \
                  failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \
-                 were seen, open 100 ms then probing with one call every 100 ms; default \
+                 were seen, open 50 ms then probing with one call every 50 ms; default \
                  recovery: calls wait inside their deadline, released earliest deadline first \
                  at 1.5x the rate of new calls, one cooldown per Retry-After; one idempotency \
                  key per operation"
@@ -92,7 +92,7 @@ impl Variant {
                  jitter; retries connection errors, timeouts, 5xx, 409, 429; Retry-After ignored, \
                  tower has no support for it) > breaker (opening after 10 failures in a row: \
                  tower-resilience takes one failure model, a rate or a streak, not both; open \
-                 100 ms, 1 half-open probe) > ConcurrencyLimit 256 > Timeout 500 ms per \
+                 50 ms, 1 half-open probe) > ConcurrencyLimit 256 > Timeout 500 ms per \
                  attempt; one idempotency key per operation"
             }
             Self::Naive => {

@@ -85,7 +85,7 @@ pub const CONCURRENCY_LIMIT: usize = 256;
 /// The breaker opens after this many failures in a row.
 pub const BREAKER_CONSECUTIVE_FAILURES: usize = 10;
 /// How long the breaker stays open before letting probes through.
-pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(100);
+pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(50);
 /// Probes let through while half-open.
 pub const BREAKER_HALF_OPEN_PROBES: usize = 1;
 

@@ -32,6 +32,28 @@
 //! peak measure skips those windows too). It is the reference the
 //! checks use: an oracle that sends every held operation at the instant of
 //! recovery is not a bound any provider-protecting client can reach.
+//!
+//! The *learning* oracle ([`learning_oracle`]) keeps the pace and also
+//! knows no more than the provider tells a client, which is what any real
+//! client faces; it is the reference for latency (`p99`):
+//!
+//! - in a phase that fails a fraction of requests (`Errors503`, `Resets`),
+//!   each request it sends is the provider's next arrival and fails on the
+//!   provider's own draw for that arrival; the operation learns it when
+//!   the answer comes (after the phase's latency draw, as the provider
+//!   answers) and waits again, in its earliest-deadline place;
+//! - after a phase that serves nothing (`Down`), it learns of the recovery
+//!   from an answer: one request at the first instant of the healthy
+//!   phase, and nothing more until that answer is back (the most generous
+//!   probing any client could do);
+//! - in a `RateLimited` phase it does not know the allowance: it sends as
+//!   the clairvoyant oracle until a request finds the bucket empty; that
+//!   request is answered `429` with the phase's `Retry-After`, which it
+//!   honours for every operation (the provider-wide cooldown the lab asks
+//!   of clients); afterwards it knows the allowance and is never refused
+//!   again in that phase;
+//! - `LateAnswers` it still reads clairvoyantly (the lucky requests), so
+//!   this oracle is, if anything, too good.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -66,6 +88,45 @@ pub struct Oracle {
 /// the [`PACE`] bound.
 #[must_use]
 pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
+    simulate(schedule, rate, paced, None)
+}
+
+/// The learning oracle (see the module docs) for `schedule` at `rate`
+/// operations per second, against a provider drawing its faults from
+/// `seed`: paced, and knowing only what the provider's answers say.
+#[must_use]
+pub fn learning_oracle(schedule: &Schedule, rate: u32, seed: u64) -> Oracle {
+    simulate(schedule, rate, true, Some(seed))
+}
+
+/// What the learning oracle knows and waits for.
+#[derive(Default)]
+struct Learning {
+    /// Requests sent so far: the provider's arrival numbers.
+    sent: u64,
+    /// Operations whose request failed, back in the queue at the instant
+    /// their answer arrives: (instant, operation, issued at).
+    answering: Vec<(Duration, u64, Duration)>,
+    /// The phase whose recovery has been seen (or that needed none).
+    seen: Option<usize>,
+    /// Nothing is sent before this instant (a probe's answer, a cooldown).
+    blind_until: Duration,
+    /// The rate-limited phase whose allowance a `429` has taught.
+    learned: Option<usize>,
+}
+
+/// `true` when `phase` serves no request at all.
+fn serves_nothing(phase: &Phase) -> bool {
+    match *phase {
+        Phase::Down => true,
+        Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } => rate >= 1.0,
+        Phase::LateAnswers { rate, .. } => rate >= 1.0,
+        _ => false,
+    }
+}
+
+fn simulate(schedule: &Schedule, rate: u32, paced: bool, learning_seed: Option<u64>) -> Oracle {
+    let mut learning = learning_seed.map(|_| Learning::default());
     let step = Duration::from_millis(1);
     let issued_for = schedule.duration();
     let operations = super::operations_for(issued_for, rate);
@@ -111,6 +172,24 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
         }
         let index = schedule.phase_index_at(t);
         let phase = &schedule.phases()[index].1;
+        if let Some(l) = learning.as_mut() {
+            // Failed requests whose answers are back wait again, in their
+            // earliest-deadline place (the queue is ordered by issue time).
+            let mut i = 0;
+            while i < l.answering.len() {
+                if l.answering[i].0 <= t {
+                    let (_, op, at) = l.answering.swap_remove(i);
+                    let place = waiting.partition_point(|(o, _)| *o < op);
+                    waiting.insert(place, (op, at));
+                } else {
+                    i += 1;
+                }
+            }
+            while waiting.front().is_some_and(|(_, at)| t >= *at + DEADLINE) {
+                waiting.pop_front();
+                latencies.push(DEADLINE);
+            }
+        }
         let capacity = match *phase {
             Phase::Down => 0.0,
             Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } if rate >= 1.0 => 0.0,
@@ -130,6 +209,23 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
             }
             _ => f64::INFINITY,
         };
+        if let (Some(l), Some(seed)) = (learning.as_mut(), learning_seed) {
+            serve_learning(
+                l,
+                seed,
+                schedule,
+                index,
+                t,
+                capacity,
+                &mut window_left,
+                &mut bucket,
+                &mut waiting,
+                &mut latencies,
+                &mut served,
+            );
+            t += step;
+            continue;
+        }
         let mut n = capacity.min(window_left).min(waiting.len() as f64) as usize;
         if n > 0 {
             if let (Phase::RateLimited { .. }, Some((_, tokens))) = (phase, bucket.as_mut()) {
@@ -152,6 +248,9 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
         t += step;
     }
     latencies.extend(waiting.iter().map(|_| DEADLINE));
+    if let Some(l) = &learning {
+        latencies.extend(l.answering.iter().map(|_| DEADLINE));
+    }
     latencies.sort_unstable();
     let ratio = if operations == 0 {
         0.0
@@ -166,10 +265,95 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
     }
 }
 
+/// One millisecond of the learning oracle: send what it may, as a client
+/// that learns the provider from its answers (see the module docs).
+#[allow(clippy::too_many_arguments)]
+fn serve_learning(
+    l: &mut Learning,
+    seed: u64,
+    schedule: &Schedule,
+    index: usize,
+    t: Duration,
+    capacity: f64,
+    window_left: &mut f64,
+    bucket: &mut Option<(usize, f64)>,
+    waiting: &mut VecDeque<(u64, Duration)>,
+    latencies: &mut Vec<Duration>,
+    served: &mut u64,
+) {
+    let phases = schedule.phases();
+    let phase = &phases[index].1;
+    if serves_nothing(phase) || t < l.blind_until || waiting.is_empty() {
+        return;
+    }
+    // The first instant of a phase after one that served nothing: one
+    // request, and nothing else until its answer says the provider is back.
+    let after_outage = index > 0 && serves_nothing(&phases[index - 1].1);
+    let probing = after_outage && l.seen != Some(index);
+    let limited = matches!(phase, Phase::RateLimited { .. });
+    let mut n = if limited && l.learned == Some(index) {
+        capacity.min(*window_left)
+    } else {
+        // Not knowing the allowance, it sends whatever the pace allows.
+        *window_left
+    };
+    if probing {
+        n = n.min(1.0);
+    }
+    let mut n = n.min(waiting.len() as f64).max(0.0) as usize;
+    while n > 0 {
+        let Some((op, at)) = waiting.pop_front() else {
+            break;
+        };
+        n -= 1;
+        *window_left -= 1.0;
+        let arrival = l.sent;
+        l.sent += 1;
+        let mut rng = SplitMix64::for_request(seed, arrival);
+        let roll = rng.unit();
+        let answer_after = phase.latency().sample(&mut rng);
+        let failed = match *phase {
+            Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } => roll < rate,
+            Phase::RateLimited { .. } => {
+                let tokens = bucket.as_mut().map_or(0.0, |(_, tokens)| *tokens);
+                if tokens >= 1.0 {
+                    if let Some((_, tokens)) = bucket.as_mut() {
+                        *tokens -= 1.0;
+                    }
+                    false
+                } else {
+                    // Refused: the 429's Retry-After pauses every operation.
+                    if let Phase::RateLimited { retry_after, .. } = *phase {
+                        l.blind_until = t + answer_after + retry_after;
+                    }
+                    l.learned = Some(index);
+                    n = 0;
+                    true
+                }
+            }
+            _ => false,
+        };
+        if failed {
+            l.answering.push((t + answer_after, op, at));
+            continue;
+        }
+        let took = phase
+            .latency()
+            .sample(&mut SplitMix64::for_request(LATENCY_SEED, op));
+        latencies.push(t.saturating_sub(at) + took);
+        *served += 1;
+        if probing {
+            l.seen = Some(index);
+            l.blind_until = t + took;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::provider::{scenario, seeded_scenario, Latency, SCENARIOS};
+    use crate::provider::{Phase, Schedule};
 
     const fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -276,5 +460,100 @@ mod tests {
         // ... and its p99 is the provider's own (150 ms for the typical latency).
         let p99 = oracle(&healthy, 50, true).p99_ms;
         assert!((110.0..=190.0).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn the_learning_oracle_serves_what_the_paced_one_does_but_later() {
+        // It knows less, so it is never faster; with these schedules it
+        // still serves every operation.
+        for name in SCENARIOS {
+            for seed in [42, 7, 1, 2026] {
+                let s = seeded_scenario(name, true, seed).unwrap();
+                let paced = oracle(&s, 50, true);
+                let learning = learning_oracle(&s, 50, seed);
+                assert_eq!(learning.served, paced.served, "{name} seed={seed}");
+                assert!(
+                    learning.p99_ms + 1e-9 >= paced.p99_ms,
+                    "{name} seed={seed}: {learning:?} {paced:?}"
+                );
+            }
+        }
+        // Where the provider tells nothing new, it is the paced oracle.
+        let healthy = scenario("healthy", true).unwrap();
+        assert_eq!(learning_oracle(&healthy, 50, 3), oracle(&healthy, 50, true));
+    }
+
+    #[test]
+    fn a_429_costs_the_learning_oracle_its_retry_after() {
+        // 10 ops/s; from 1 s to 3 s a phase allowing 5/s with Retry-After
+        // 1 s. The clairvoyant oracle spends the bucket (5) and then 5/s;
+        // the learning one spends the bucket, is refused once, and pauses
+        // 1 s for every operation (the bucket refills meanwhile, up to its
+        // 5): its tail is later by a good part of that second.
+        let s = Schedule::new(
+            Duration::from_secs(6),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (
+                    Duration::from_secs(1),
+                    Phase::RateLimited {
+                        allow_per_second: 5,
+                        retry_after: Duration::from_secs(1),
+                        latency: Latency::fixed(ms(10)),
+                    },
+                ),
+                (Duration::from_secs(3), Phase::healthy()),
+            ],
+        );
+        let paced = oracle(&s, 10, true);
+        let learning = learning_oracle(&s, 10, 1);
+        assert_eq!(learning.served, paced.served);
+        assert!(
+            learning.p99_ms >= paced.p99_ms + 300.0,
+            "{learning:?} {paced:?}"
+        );
+    }
+
+    #[test]
+    fn failed_requests_and_recoveries_cost_the_learning_oracle_time() {
+        // A 503 burst failing every other request: some operations need a
+        // second request, after the first one's answer.
+        let burst = Schedule::new(
+            Duration::from_secs(4),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (
+                    Duration::from_secs(1),
+                    Phase::Errors503 {
+                        rate: 0.5,
+                        latency: Latency::fixed(ms(100)),
+                    },
+                ),
+                (Duration::from_secs(3), Phase::healthy()),
+            ],
+        );
+        let paced = oracle(&burst, 50, true);
+        let learning = learning_oracle(&burst, 50, 9);
+        assert_eq!(learning.served, learning.operations);
+        assert!(learning.p99_ms > paced.p99_ms + 100.0, "{learning:?} {paced:?}");
+        // After an outage it learns of the recovery from one answer: the
+        // backlog starts draining one answer later than the clairvoyant's.
+        let outage = Schedule::new(
+            Duration::from_secs(4),
+            vec![
+                (Duration::ZERO, Phase::healthy()),
+                (Duration::from_secs(1), Phase::Down),
+                (
+                    Duration::from_secs(2),
+                    Phase::Healthy {
+                        latency: Latency::fixed(ms(200)),
+                    },
+                ),
+            ],
+        );
+        let paced = oracle(&outage, 50, true);
+        let learning = learning_oracle(&outage, 50, 9);
+        assert_eq!(learning.served, paced.served);
+        assert!(learning.p99_ms > paced.p99_ms, "{learning:?} {paced:?}");
     }
 }

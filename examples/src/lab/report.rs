@@ -52,6 +52,7 @@ pub fn scorecard(results: &[ScenarioRuns]) -> String {
         for (name, o) in [
             ("oracle", &scenario.oracle),
             ("oracle_unpaced", &scenario.oracle_unpaced),
+            ("oracle_learning", &scenario.oracle_learning),
         ] {
             rows.push(Some([
                 scenario.scenario.clone(),
@@ -129,12 +130,15 @@ dups     operations the provider carried out more than once (a customer charged 
 opens    times the client's circuit breaker opened
 oracle   the best any client can do sending one request per operation at the best moment inside
          its deadline, while keeping the storm bound (<= 1.5 x the operations of each 100 ms
-         window); oracle_unpaced drops that bound (every held operation at the instant of recovery)
+         window); oracle_unpaced drops that bound (every held operation at the instant of recovery);
+         oracle_learning keeps it and knows only what answers say (which requests fail, when a
+         provider is back, its quota after a 429 whose Retry-After it honours): p99's reference
 ";
 
 /// The scorecard rows as a pretty-printed JSON array: one object per
 /// client row with exactly the fields of [`Score`], then per scenario one
-/// object per oracle (`client` `oracle` and `oracle_unpaced`, with
+/// object per oracle (`client` `oracle`, `oracle_unpaced` and
+/// `oracle_learning`, with
 /// `logical_requests`, `served`, `success_rate` and `p99_ms`).
 #[must_use]
 pub fn json(results: &[ScenarioRuns]) -> String {
@@ -146,6 +150,7 @@ pub fn json(results: &[ScenarioRuns]) -> String {
         for (name, o) in [
             ("oracle", &scenario.oracle),
             ("oracle_unpaced", &scenario.oracle_unpaced),
+            ("oracle_learning", &scenario.oracle_learning),
         ] {
             rows.push(serde_json::json!({
                 "scenario": scenario.scenario,

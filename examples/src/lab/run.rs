@@ -17,7 +17,7 @@ use crate::provider::{
     seeded_scenario, Bucket, Phase, ProviderServer, ProviderStats, Schedule, SCENARIOS,
 };
 
-use super::oracle::{oracle, Oracle, DEADLINE};
+use super::oracle::{learning_oracle, oracle, Oracle, DEADLINE};
 
 /// The default rate of logical operations, per second.
 pub const DEFAULT_RATE: u32 = 50;
@@ -143,6 +143,9 @@ pub struct Score {
     pub oracle_success_rate: Option<f64>,
     /// The paced oracle's p99 latency, in milliseconds.
     pub oracle_p99_ms: f64,
+    /// The learning oracle's p99 latency, in milliseconds: the reference
+    /// of the latency check (see [`super::oracle::learning_oracle`]).
+    pub learning_oracle_p99_ms: f64,
 }
 
 /// One completed (or abandoned) logical operation.
@@ -190,6 +193,9 @@ pub struct ScenarioRuns {
     pub oracle: Oracle,
     /// The oracle without the storm bound.
     pub oracle_unpaced: Oracle,
+    /// The paced oracle that knows only what the provider's answers say:
+    /// the reference of the latency check.
+    pub oracle_learning: Oracle,
 }
 
 /// Why the lab could not run.
@@ -269,8 +275,10 @@ pub async fn run_lab(
         let mut runs = run_scenario(&name, &schedule, options, progress).await?;
         let paced = oracle(&schedule, options.rate, true);
         let unpaced = oracle(&schedule, options.rate, false);
+        let learning = learning_oracle(&schedule, options.rate, options.seed);
         for run in &mut runs {
             run.score.oracle_p99_ms = paced.p99_ms;
+            run.score.learning_oracle_p99_ms = learning.p99_ms;
             run.score.oracle_success_rate = Some(if paced.success_rate > 0.0 {
                 round_to(run.score.success_rate / paced.success_rate, 4)
             } else {
@@ -283,6 +291,7 @@ pub async fn run_lab(
             runs,
             oracle: paced,
             oracle_unpaced: unpaced,
+            oracle_learning: learning,
         });
     }
     Ok(out)
@@ -488,6 +497,7 @@ async fn drive(
             provider_429s: stats.rate_limited,
             oracle_success_rate: None,
             oracle_p99_ms: 0.0,
+            learning_oracle_p99_ms: 0.0,
         },
         retry_after_violations: stats.retry_after_violations,
         rejected_locally: samples.iter().filter(|s| s.rejected_locally).count() as u64,
