@@ -76,7 +76,7 @@ impl Variant {
         match self {
             Self::Buttress => {
                 "#[resilient] PaymentsClient: 500 ms per attempt, adaptive between 100 ms and \
-                 2 s (the p90 of recent answers; a cut attempt is kept running beside its retries: a hedge), 5 s deadline, up to 5 \
+                 2 s (1.5x the p95 of recent answers; a cut attempt is kept running beside its retries), 5 s deadline, up to 5 \
                  attempts, exponential backoff 25 ms-2 s with full jitter and never sooner than \
                  a 429's Retry-After, retry budget ratio 0.2 (cap 50), breaker opening after 10 \
                  failures in a row or at a 90% failure rate over a 500 ms window once 10 calls \

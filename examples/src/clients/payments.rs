@@ -107,10 +107,9 @@ struct RefundBody<'a> {
 ///
 /// Policies, per attempt and per call (the breaker, retry budget and
 /// recovery gate are shared by every method, and by every client in the
-/// process): 500 ms per attempt, adapted between 100 ms and 2 s to the p90
-/// of the provider's recent answers (an attempt cut by it is kept running
-/// beside its retries: `hedge`, so the cut is a hedge at the p90 and costs
-/// the slowest tenth an extra request, not an answer), 5 s per call, up to 5 attempts
+/// process): 500 ms per attempt, adapted between 100 ms and 2 s to 1.5 ×
+/// the p95 of the provider's recent answers (an attempt cut by it is kept
+/// running beside its retries: `hedge`), 5 s per call, up to 5 attempts
 /// with exponential backoff from 25 ms to 2 s and full jitter (never sooner
 /// than a 429's `Retry-After`), a retry budget of 0.2 per call (cap 50),
 /// and a breaker opening after 10 failures in a row or when 90 % of the
@@ -153,7 +152,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
-        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.9, multiplier = 1.0),
+        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "50ms", half_open_probes = 1),
@@ -182,7 +181,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
-        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.9, multiplier = 1.0),
+        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "50ms", half_open_probes = 1),
@@ -208,7 +207,7 @@ impl PaymentsClient {
     #[resilient(
         provider = "payments",
         timeout = "500ms",
-        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.9, multiplier = 1.0),
+        adaptive_timeout(min = "100ms", max = "2s", percentile = 0.95),
         deadline = "5s",
         retry(max_attempts = 5, backoff = exponential(base = "25ms", max = "2s"), jitter = full, budget = ratio(0.2, cap = 50)),
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "50ms", half_open_probes = 1),
