@@ -66,8 +66,24 @@ pub struct Call<'p, T, E> {
     /// it is known whether that attempt's late answer wins.
     keeping: bool,
     outcome: Option<CallOutcome>,
+    /// The quota shared with other replicas, and this call's cost in it.
+    #[cfg(feature = "redis")]
+    shared_quota: Option<crate::shared_quota::SharedQuota>,
+    #[cfg(feature = "redis")]
+    quota_cost: u32,
     _result: PhantomData<fn() -> T>,
 }
+
+/// Implemented by nothing: `#[resilient(rate_limit(shared = …))]` without
+/// the `redis` feature names it in its compile error.
+#[cfg(not(feature = "redis"))]
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`rate_limit(shared = …)` needs the `redis` feature of buttress",
+    label = "a shared quota lives in Redis",
+    note = "enable it in Cargo.toml: buttress = {{ version = \"…\", features = [\"redis\"] }}"
+)]
+pub trait SharedQuotaNeedsTheRedisFeature {}
 
 /// Poll the attempt kept in `kept`, if any: `Ready` with its value when it
 /// succeeded; a late failure empties the slot and stays `Pending` (it says
@@ -206,8 +222,67 @@ where
             timed_out: false,
             keeping: false,
             outcome: None,
+            #[cfg(feature = "redis")]
+            shared_quota: None,
+            #[cfg(feature = "redis")]
+            quota_cost: 1,
             _result: PhantomData,
         }
+    }
+
+    /// Admit this call's attempts through `quota`, shared with the other
+    /// replicas through Redis, instead of the policy's (if any); see
+    /// [`crate::shared_quota`]. `#[resilient(rate_limit(shared = …))]`
+    /// does this.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_shared_quota(mut self, quota: &crate::shared_quota::SharedQuota) -> Self {
+        self.set_shared_quota(quota);
+        self
+    }
+
+    /// Set the call's shared quota (see [`Call::with_shared_quota`]).
+    #[cfg(feature = "redis")]
+    pub fn set_shared_quota(&mut self, quota: &crate::shared_quota::SharedQuota) {
+        self.shared_quota = Some(quota.clone());
+    }
+
+    /// Without the `redis` feature there is no shared quota: a clear
+    /// compile error says so.
+    #[cfg(not(feature = "redis"))]
+    #[doc(hidden)]
+    pub fn set_shared_quota<Q: SharedQuotaNeedsTheRedisFeature>(&mut self, _quota: &Q) {}
+
+    /// Set what each attempt costs in the shared quota (see
+    /// [`Call::with_quota_cost`]).
+    #[cfg(feature = "redis")]
+    pub fn set_quota_cost(&mut self, cost: u32) {
+        self.quota_cost = cost;
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[doc(hidden)]
+    pub fn set_quota_cost(&mut self, _cost: u32) {}
+
+    /// The shared quota this call's attempts go through: its own, or the
+    /// policy's.
+    #[cfg(feature = "redis")]
+    fn quota(&self) -> Option<crate::shared_quota::SharedQuota> {
+        self.shared_quota
+            .as_ref()
+            .or(self.policy.config.shared_quota.as_ref())
+            .cloned()
+    }
+
+    /// What each attempt of this call costs in the shared quota (default
+    /// 1: a request; tokens for an LLM API, say). Correct it after the
+    /// call with [`SharedQuota::correct`](crate::shared_quota::SharedQuota::correct)
+    /// once the real cost is known.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub const fn with_quota_cost(mut self, cost: u32) -> Self {
+        self.quota_cost = cost;
+        self
     }
 
     /// Give the call an idempotency key, the same on every attempt and
@@ -541,6 +616,14 @@ where
             }
         }
 
+        #[cfg(feature = "redis")]
+        if let Some(quota) = self.quota() {
+            if let Err(end) = Box::pin(self.admit_shared(&quota)).await {
+                drop(permit);
+                return end;
+            }
+        }
+
         let slot = match &provider.bulkhead {
             None => None,
             Some(bulkhead) => match bulkhead.try_acquire() {
@@ -769,6 +852,58 @@ where
         }
     }
 
+    /// Admission through the quota shared with the other replicas: wait
+    /// for a reserved slot or a shared cooldown inside the deadline, or end
+    /// the call. A shared cooldown also pauses this process's callers.
+    #[cfg(feature = "redis")]
+    #[cold]
+    #[inline(never)]
+    async fn admit_shared(
+        &mut self,
+        quota: &crate::shared_quota::SharedQuota,
+    ) -> Result<(), ControlFlow<Result<T, E>>> {
+        use crate::shared_quota::SharedAdmission;
+        loop {
+            let left = self
+                .ctx
+                .remaining_at(self.ctx.now())
+                .unwrap_or(crate::context::FOREVER);
+            match quota.admit(self.quota_cost, left).await {
+                SharedAdmission::Now => return Ok(()),
+                SharedAdmission::After(wait) => {
+                    tokio::time::sleep(wait).await;
+                    return Ok(());
+                }
+                SharedAdmission::Cooldown(wait) => {
+                    self.policy.provider.gate.cool_down(wait);
+                    let left = self
+                        .ctx
+                        .remaining_at(self.ctx.now())
+                        .unwrap_or(crate::context::FOREVER);
+                    if wait >= left {
+                        return Err(self.reject(
+                            Rejection::Cooldown,
+                            Error::RateLimited {
+                                provider: self.provider_name(),
+                                retry_after: wait,
+                            },
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                SharedAdmission::Refused(retry_after) => {
+                    return Err(self.reject(
+                        Rejection::RateLimit,
+                        Error::RateLimited {
+                            provider: self.provider_name(),
+                            retry_after,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
     /// An admitted attempt is over: tell the throttle whether the provider
     /// accepted it (`None`: it was cut short, which says nothing), and wake
     /// the gate's waiters after a probe, whose outcome may have closed or
@@ -791,6 +926,15 @@ where
         let gate = &self.policy.provider.gate;
         if let Some(wait) = retry_after {
             gate.cool_down(wait);
+            #[cfg(feature = "redis")]
+            if let Some(quota) = self.quota() {
+                // Tell the other replicas without holding this call back.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = quota.cool_down(wait).await;
+                    });
+                }
+            }
         }
         if class == ErrorClass::RateLimited {
             let sent_at = self.last_attempt_at().unwrap_or_else(Instant::now);

@@ -172,6 +172,8 @@ pub use integrations::reqwest;
 mod macro_support;
 mod policy;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod shared_quota;
 pub mod recovery;
 mod registry;
 pub mod retry;

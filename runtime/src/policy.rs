@@ -45,6 +45,9 @@ pub struct PolicyConfig {
     pub(crate) recovery: RecoveryConfig,
     pub(crate) throttle: Option<ThrottleConfig>,
     pub(crate) seed: Option<u64>,
+    /// A quota shared with other replicas through Redis.
+    #[cfg(feature = "redis")]
+    pub(crate) shared_quota: Option<crate::shared_quota::SharedQuota>,
 }
 
 impl PolicyConfig {
@@ -73,6 +76,8 @@ impl PolicyConfig {
             recovery: RecoveryConfig::new(),
             throttle: None,
             seed: None,
+            #[cfg(feature = "redis")]
+            shared_quota: None,
         }
     }
 
@@ -388,6 +393,16 @@ impl PolicyBuilder {
     /// A rate limit.
     pub const fn rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
         self.config.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Admit every attempt through `quota`, shared with the other replicas
+    /// through Redis (after the local rate limit, if any); see
+    /// [`crate::shared_quota`].
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn shared_quota(mut self, quota: crate::shared_quota::SharedQuota) -> Self {
+        self.config.shared_quota = Some(quota);
         self
     }
 

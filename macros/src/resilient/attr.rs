@@ -56,7 +56,7 @@ const RECOVERY_KEYS: &[&str] = &[
 const THROTTLE_KEYS: &[&str] = &["k", "window"];
 const ADAPTIVE_TIMEOUT_KEYS: &[&str] = &["min", "max", "percentile", "multiplier"];
 const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
-const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
+const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst", "shared", "cost"];
 const IDEMPOTENT_KEYS: &[&str] = &[
     "key",
     "store",
@@ -144,6 +144,11 @@ pub(crate) struct BulkheadArg {
 pub(crate) struct RateLimitArg {
     pub(crate) per_second: Option<Num<u32>>,
     pub(crate) burst: Option<Num<u32>>,
+    /// `shared = EXPR`: a `buttress::shared_quota::SharedQuota` (by
+    /// reference), evaluated per call.
+    pub(crate) shared: Option<Expr>,
+    /// `cost = EXPR`: a `u32`, each attempt's cost in the shared quota.
+    pub(crate) cost: Option<Expr>,
 }
 
 #[derive(Default)]
@@ -847,10 +852,11 @@ fn parse_rate_limit(metas: Vec<Meta>, errors: &mut Errors) -> RateLimitArg {
     let mut r = RateLimitArg::default();
     for (name, meta) in items(&metas, errors, "`rate_limit(...)`", RATE_LIMIT_KEYS) {
         let v = value(meta, errors);
-        if name == "per_second" {
-            r.per_second = int(v, errors, "per_second");
-        } else {
-            r.burst = int(v, errors, "burst");
+        match name.as_str() {
+            "per_second" => r.per_second = int(v, errors, "per_second"),
+            "burst" => r.burst = int(v, errors, "burst"),
+            "shared" => r.shared = v.cloned(),
+            _ => r.cost = v.cloned(),
         }
     }
     r

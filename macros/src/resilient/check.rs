@@ -331,6 +331,12 @@ pub(crate) fn attr(attr: &Attr, errors: &mut Errors) {
     if let Some(r) = &attr.rate_limit {
         at_least_one(r.per_second.as_ref(), "per_second", errors);
         at_least_one(r.burst.as_ref(), "burst", errors);
+        if let (Some(cost), None) = (&r.cost, &r.shared) {
+            errors.on(
+                cost,
+                "`cost` is what a call costs in a shared quota; add `shared = ...` (a `buttress::shared_quota::SharedQuota`, kept in a field or static), or remove `cost`",
+            );
+        }
     }
     if let Some(i) = &attr.idempotent {
         if i.store.is_none() {

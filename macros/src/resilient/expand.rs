@@ -156,7 +156,13 @@ fn config(attr: &Attr, sig: &Signature) -> TokenStream {
         }
         chain = quote!(#chain.with_bulkhead(#p::Some(#bulkhead)));
     }
-    if let Some(r) = &attr.rate_limit {
+    if let Some(r) = attr
+        .rate_limit
+        .as_ref()
+        // `rate_limit(shared = …)` alone limits through the shared quota
+        // only; a local limit needs its own numbers.
+        .filter(|r| r.shared.is_none() || r.per_second.is_some() || r.burst.is_some())
+    {
         let mut limit = quote!(#p::RateLimitConfig::new());
         if let Some(n) = &r.per_second {
             let n = u(n);
@@ -389,6 +395,15 @@ pub(crate) fn body(
         attr.idempotent.as_ref().and_then(|i| i.key.as_ref()).map(
             |key| quote_spanned!(key.span()=> __buttress_call.set_key(#p::key_string(&(#key)));),
         );
+    let shared_quota = attr.rate_limit.as_ref().map(|r| {
+        let shared = r.shared.as_ref().map(
+            |q| quote_spanned!(q.span()=> __buttress_call.set_shared_quota(&(#q));),
+        );
+        let cost = r.cost.as_ref().map(
+            |c| quote_spanned!(c.span()=> __buttress_call.set_quota_cost(#c);),
+        );
+        quote!(#shared #cost)
+    });
     let attempt_loop = if matches!(attr.hedge, Some((true, _))) {
         // A cut attempt stays in `__buttress_kept` while the retries run
         // (see `Call::attempt_keeping`); its type is the block's.
@@ -478,6 +493,7 @@ pub(crate) fn body(
                 }
             };
             #key
+            #shared_quota
             #claim
             #finish
         }
