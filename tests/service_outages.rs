@@ -296,19 +296,10 @@ async fn store_outage<S>(
                     let started = Instant::now();
                     let answer = tokio::time::timeout(
                         CALL_BOUND,
-                        call(
-                            &policy,
-                            &store,
-                            &http,
-                            &url,
-                            &key,
-                            &options(on_store_error),
-                        ),
+                        call(&policy, &store, &http, &url, &key, &options(on_store_error)),
                     )
                     .await
-                    .unwrap_or_else(|_| {
-                        panic!("{key} still running after {CALL_BOUND:?}: a hang")
-                    });
+                    .unwrap_or_else(|_| panic!("{key} still running after {CALL_BOUND:?}: a hang"));
                     if during_outage && down.load(Ordering::SeqCst) {
                         answered.fetch_add(1, Ordering::SeqCst);
                     }
@@ -450,10 +441,9 @@ async fn store_outage<S>(
     }
     for (key, record) in &acked_before_stop {
         match fresh.claim(request(key)).await {
-            Ok(Claim::Completed { record: stored }) => assert_eq!(
-                &stored, record,
-                "{key}: another record after the restart"
-            ),
+            Ok(Claim::Completed { record: stored }) => {
+                assert_eq!(&stored, record, "{key}: another record after the restart")
+            }
             other => panic!(
                 "{key}: acknowledged before {}, but after the restart the store answers {other:?}",
                 service.how()

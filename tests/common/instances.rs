@@ -134,7 +134,11 @@ impl RedisInstance {
     /// Start the server (again) on the same port and directory, and wait
     /// until it answers `PING` with `PONG` (after loading its data).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "Redis on {} is already running", self.port);
+        assert!(
+            self.child.is_none(),
+            "Redis on {} is already running",
+            self.port
+        );
         let aof = match self.persistence {
             Persistence::AppendOnlyAlways => ["--appendonly", "yes", "--appendfsync", "always"],
             Persistence::None => ["--appendonly", "no", "--appendfsync", "no"],
@@ -297,8 +301,12 @@ impl PostgresInstance {
             skip("no PostgreSQL server binaries (/usr/lib/postgresql/<version>/bin/initdb; set BUTTRESS_POSTGRES_BIN)");
             return None;
         };
-        if on_path("runuser").is_none() || !is_root() {
-            skip("a private PostgreSQL needs root (to run initdb as the postgres user with runuser)");
+        if !is_root() {
+            skip("a private PostgreSQL needs root (to run initdb as the postgres user)");
+            return None;
+        }
+        if on_path("runuser").is_none() {
+            skip("runuser is not on the PATH (needed to run initdb as the postgres user)");
             return None;
         }
         let dir = fresh_dir("postgres");
@@ -343,7 +351,11 @@ impl PostgresInstance {
     /// running crash recovery if it was stopped the hard way; returns once
     /// it accepts connections (`pg_ctl -w`).
     pub fn restart(&mut self) {
-        assert!(!self.running, "PostgreSQL on {} is already running", self.port);
+        assert!(
+            !self.running,
+            "PostgreSQL on {} is already running",
+            self.port
+        );
         let mut start = as_postgres(&self.bin, "pg_ctl");
         start
             .arg("-D")

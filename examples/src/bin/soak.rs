@@ -130,6 +130,10 @@ fn open_fds() -> f64 {
     std::fs::read_dir("/proc/self/fd").map_or(f64::NAN, |dir| dir.count() as f64)
 }
 
+/// A series judged at the end: its name, how to read it from a sample, and
+/// the absolute tolerance of its fitted rise.
+type Series = (&'static str, fn(&Sample) -> f64, f64);
+
 /// Least-squares slope of `ys` over `xs` (per unit of x).
 fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     let n = xs.len() as f64;
@@ -167,7 +171,10 @@ async fn soak(cli: &Cli) -> ExitCode {
         }
     };
     let mut child = match Command::new(exe)
-        .args(["--provider", &total.as_secs().saturating_add(30).to_string()])
+        .args([
+            "--provider",
+            &total.as_secs().saturating_add(30).to_string(),
+        ])
         .args(["--seed", &cli.seed.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -286,8 +293,7 @@ async fn soak(cli: &Cli) -> ExitCode {
         "\nsecond half: {} samples over {span:.1} min; least-squares slope per minute, and the rise it fits over that half:",
         second_half.len()
     );
-    // (name, values, absolute tolerance of the fitted rise)
-    let series: [(&str, fn(&Sample) -> f64, f64); 4] = [
+    let series: [Series; 4] = [
         ("RSS (kB)", |s| s.rss_kb, 2048.0),
         ("open fds", |s| s.fds, 4.0),
         // Every operation in flight is a task: the rest are the runtime's
@@ -316,10 +322,7 @@ async fn soak(cli: &Cli) -> ExitCode {
         "operations: {issued} issued, {ok} succeeded ({:.2} %)",
         100.0 * ok as f64 / issued.max(1) as f64
     );
-    println!(
-        "verdict: {}",
-        if growing { "GROWING" } else { "flat" }
-    );
+    println!("verdict: {}", if growing { "GROWING" } else { "flat" });
     if growing {
         ExitCode::FAILURE
     } else {
