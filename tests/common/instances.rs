@@ -1,10 +1,10 @@
 //! Private Redis and PostgreSQL instances a test starts, stops the hard way
 //! and starts again on the same port and data directory.
 //!
-//! Each instance listens on 127.0.0.1 on a spare port (found by binding
-//! port 0) and keeps its data in a directory named after the test process
-//! (pid + a counter), so parallel runs never meet, and the machine's shared
-//! services on 5432/6379 are never touched. Dropping an instance kills its
+//! Each instance listens on 127.0.0.1 on a spare port (one that binds,
+//! below the kernel's ephemeral range) and keeps its data in a directory
+//! named after the test process (pid + a counter), so parallel runs never
+//! meet, and the machine's shared services on 5432/6379 are never touched. Dropping an instance kills its
 //! server and deletes its directory, also when the test fails.
 //!
 //! When a binary is missing (or, for PostgreSQL, the test does not run as
@@ -37,8 +37,32 @@ fn skip(why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// A port of 127.0.0.1 nobody listens on right now.
+/// A port of 127.0.0.1 nobody uses right now, below the kernel's ephemeral
+/// range: the server is started again on the same port after a stop, and
+/// meanwhile an ephemeral port could be handed to some outgoing connection.
+/// Falls back to a port the kernel picks (binding port 0).
 fn spare_port() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20_000u16.min(ephemeral_start / 2);
+    let span = u32::from(ephemeral_start.saturating_sub(low)).max(1);
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(nanos)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+    for step in 0..200 {
+        let offset = seed.wrapping_add(step * 7) % span;
+        let port = low + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a spare port");
     listener.local_addr().expect("local address").port()
 }
