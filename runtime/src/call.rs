@@ -241,17 +241,21 @@ where
         self
     }
 
-    /// Set the call's shared quota (see [`Call::with_shared_quota`]).
+    /// Set the call's shared quota (see [`Call::with_shared_quota`]):
+    /// a [`SharedQuota`](crate::shared_quota::SharedQuota), an `Option`
+    /// of one (`None` leaves the policy's), or a reference or `Arc`.
     #[cfg(feature = "redis")]
-    pub fn set_shared_quota(&mut self, quota: &crate::shared_quota::SharedQuota) {
-        self.shared_quota = Some(quota.clone());
+    pub fn set_shared_quota<Q: crate::shared_quota::AsSharedQuota + ?Sized>(&mut self, quota: &Q) {
+        if let Some(quota) = quota.as_shared_quota() {
+            self.shared_quota = Some(quota.clone());
+        }
     }
 
     /// Without the `redis` feature there is no shared quota: a clear
     /// compile error says so.
     #[cfg(not(feature = "redis"))]
     #[doc(hidden)]
-    pub fn set_shared_quota<Q: SharedQuotaNeedsTheRedisFeature>(&mut self, _quota: &Q) {}
+    pub fn set_shared_quota<Q: SharedQuotaNeedsTheRedisFeature + ?Sized>(&mut self, _quota: &Q) {}
 
     /// Set what each attempt costs in the shared quota (see
     /// [`Call::with_quota_cost`]).
@@ -863,11 +867,15 @@ where
         quota: &crate::shared_quota::SharedQuota,
     ) -> Result<(), ControlFlow<Result<T, E>>> {
         use crate::shared_quota::SharedAdmission;
+        // A slot is worth reserving only if the attempt can still run its
+        // course after it: a slot at the deadline's edge would be spent on
+        // a request cut short (and the provider's quota with it).
+        let margin = self.policy.attempt_timeout(self.cut).unwrap_or_default();
         loop {
             let left = self
                 .ctx
                 .remaining_at(self.ctx.now())
-                .unwrap_or(crate::context::FOREVER);
+                .map_or(crate::context::FOREVER, |left| left.saturating_sub(margin));
             match quota.admit(self.quota_cost, left).await {
                 SharedAdmission::Now => return Ok(()),
                 SharedAdmission::After(wait) => {

@@ -400,7 +400,6 @@ impl PolicyBuilder {
     /// through Redis (after the local rate limit, if any); see
     /// [`crate::shared_quota`].
     #[cfg(feature = "redis")]
-    #[must_use]
     pub fn shared_quota(mut self, quota: crate::shared_quota::SharedQuota) -> Self {
         self.config.shared_quota = Some(quota);
         self

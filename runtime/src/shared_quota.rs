@@ -18,7 +18,7 @@
 //! - **Redis trouble is not an outage.** Each request to Redis is bounded
 //!   by `timeout` (50 ms by default) and by the call's deadline. When Redis
 //!   fails or is slow, admission falls back to a local share of the quota
-//!   (`per_second ÷ replicas`, `burst ÷ replicas`, at least 1), says so
+//!   (`per_second ÷ replicas`, `burst ÷ replicas`, rounded down, at least 1), says so
 //!   once in the log and in the `buttress_shared_quota_fallback` gauge, and
 //!   tries Redis again after `recheck` (1 s): calls meanwhile go through
 //!   the local share at once, without waiting for Redis. When Redis
@@ -296,8 +296,9 @@ struct Inner {
     provider: Arc<str>,
     account: Arc<str>,
     endpoint: String,
-    /// The URL as given (with its password): not shown anywhere.
-    url: String,
+    /// The URL as given (with its password): not shown anywhere. `None`
+    /// for a local-only quota.
+    url: Option<String>,
     connection: OnceCell<ConnectionManager>,
     config: SharedQuotaConfig,
     tat_key: String,
@@ -316,6 +317,38 @@ struct Inner {
     origin: Instant,
     round_trips: AtomicU64,
     fallbacks: AtomicU64,
+}
+
+/// What `#[resilient(rate_limit(shared = EXPR))]` accepts: a
+/// [`SharedQuota`], an `Option` of one (`None`: no shared quota for this
+/// call), or a reference or `Arc` to either.
+pub trait AsSharedQuota {
+    /// The quota, if any.
+    fn as_shared_quota(&self) -> Option<&SharedQuota>;
+}
+
+impl AsSharedQuota for SharedQuota {
+    fn as_shared_quota(&self) -> Option<&SharedQuota> {
+        Some(self)
+    }
+}
+
+impl AsSharedQuota for Option<SharedQuota> {
+    fn as_shared_quota(&self) -> Option<&SharedQuota> {
+        self.as_ref()
+    }
+}
+
+impl<T: AsSharedQuota + ?Sized> AsSharedQuota for &T {
+    fn as_shared_quota(&self) -> Option<&SharedQuota> {
+        (**self).as_shared_quota()
+    }
+}
+
+impl<T: AsSharedQuota + ?Sized> AsSharedQuota for Arc<T> {
+    fn as_shared_quota(&self) -> Option<&SharedQuota> {
+        (**self).as_shared_quota()
+    }
 }
 
 /// Two handles are equal when they share the same quota (clones).
@@ -359,24 +392,46 @@ impl SharedQuota {
                 format!("invalid Redis URL {endpoint}: {e}; expected redis://[user:password@]host:port/db"),
             )
         })?;
-        let base = format!(
-            "{}{}:{provider}:{account}",
-            config.prefix,
-            provider.len()
-        );
+        Ok(Self::build(Some(url.to_owned()), endpoint, provider, account, config))
+    }
+
+    /// A quota that never talks to Redis: each replica admits its local
+    /// share (`1 / replicas` of the quota), as when Redis is unavailable.
+    /// What a deployment without Redis can do; the lab's comparison row.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for invalid settings.
+    pub fn local_only(
+        provider: &str,
+        account: &str,
+        config: SharedQuotaConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(None, "(local only)".to_owned(), provider, account, config))
+    }
+
+    fn build(
+        url: Option<String>,
+        endpoint: String,
+        provider: &str,
+        account: &str,
+        config: SharedQuotaConfig,
+    ) -> Self {
+        let base = format!("{}{}:{provider}:{account}", config.prefix, provider.len());
         let interval_us = (1_000_000 / u64::from(config.per_second)).max(1);
         let capacity_us = interval_us.saturating_mul(u64::from(config.burst));
         let replicas = config.replicas;
+        // Rounded down: the replicas together never exceed the quota.
         let local = LocalGcra::new(
-            config.per_second.div_ceil(replicas).max(1),
-            config.burst.div_ceil(replicas).max(1),
+            (config.per_second / replicas).max(1),
+            (config.burst / replicas).max(1),
         );
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 provider: Arc::from(provider),
                 account: Arc::from(account),
                 endpoint,
-                url: url.to_owned(),
+                url,
                 connection: OnceCell::new(),
                 tat_key: format!("{base}:tat"),
                 cool_key: format!("{base}:cool"),
@@ -393,7 +448,7 @@ impl SharedQuota {
                 fallbacks: AtomicU64::new(0),
                 config,
             }),
-        })
+        }
     }
 
     /// The settings.
@@ -445,7 +500,9 @@ impl SharedQuota {
     pub async fn admit(&self, cost: u32, max_wait: Duration) -> SharedAdmission {
         let inner = &*self.inner;
         let cost = cost.max(1);
-        if self.in_fallback() && self.nanos_now() < inner.retry_at.load(Ordering::Relaxed) {
+        if inner.url.is_none()
+            || (self.in_fallback() && self.nanos_now() < inner.retry_at.load(Ordering::Relaxed))
+        {
             return inner.local.admit(cost, max_wait);
         }
         let wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
@@ -491,6 +548,9 @@ impl SharedQuota {
     pub async fn cool_down(&self, wait: Duration) -> Result<(), String> {
         let inner = &*self.inner;
         inner.local.cool_down(wait);
+        if inner.url.is_none() {
+            return Ok(());
+        }
         let micros = u64::try_from(wait.as_micros())
             .unwrap_or(u64::MAX)
             .min(1 << 52);
@@ -517,6 +577,9 @@ impl SharedQuota {
             return Ok(());
         }
         inner.local.correct(delta);
+        if inner.url.is_none() {
+            return Ok(());
+        }
         let args = [
             inner.interval_us.to_string(),
             delta.to_string(),
@@ -536,6 +599,9 @@ impl SharedQuota {
     /// A message when Redis could not be told.
     pub async fn observe_remaining(&self, remaining: u64) -> Result<(), String> {
         let inner = &*self.inner;
+        if inner.url.is_none() {
+            return Ok(());
+        }
         let args = [
             inner.interval_us.to_string(),
             remaining.min(1 << 40).to_string(),
@@ -546,6 +612,46 @@ impl SharedQuota {
             .await
             .map(|_| self.rejoined())
             .inspect_err(|why| self.failed(why))
+    }
+
+    /// Connect to Redis now (within `timeout`) rather than on the first
+    /// admission: `false` when it is not reachable, and admission then
+    /// starts on the local share (logged) until `recheck` has passed.
+    /// `true` for a local-only quota.
+    pub async fn connect(&self) -> bool {
+        if self.inner.url.is_none() {
+            return true;
+        }
+        match tokio::time::timeout(self.inner.config.timeout, self.connection()).await {
+            Ok(Ok(_)) => {
+                self.rejoined();
+                true
+            }
+            Ok(Err(why)) => {
+                self.failed(&why);
+                false
+            }
+            Err(_) => {
+                self.failed(&format!("no connection within {:?}", self.inner.config.timeout));
+                false
+            }
+        }
+    }
+
+    /// The connection, made on first use.
+    async fn connection(&self) -> Result<&ConnectionManager, String> {
+        let inner = &*self.inner;
+        let Some(url) = &inner.url else {
+            return Err("local only".to_owned());
+        };
+        inner
+            .connection
+            .get_or_try_init(|| async {
+                crate::connection::redis::connect(url, inner.config.timeout, "the shared quota")
+                    .await
+                    .map(|(c, _)| c)
+            })
+            .await
     }
 
     fn nanos_now(&self) -> u64 {
@@ -563,18 +669,7 @@ impl SharedQuota {
     ) -> Result<Value, String> {
         let inner = &*self.inner;
         let exchange = async {
-            let connection = inner
-                .connection
-                .get_or_try_init(|| async {
-                    crate::connection::redis::connect(
-                        &inner.url,
-                        inner.config.timeout,
-                        "the shared quota",
-                    )
-                    .await
-                    .map(|(c, _)| c)
-                })
-                .await?;
+            let connection = self.connection().await?;
             let mut connection = connection.clone();
             let command = |verb: &str, body: &str| {
                 let mut cmd = Cmd::new();

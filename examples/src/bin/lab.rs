@@ -74,7 +74,7 @@ struct Cli {
     rate: u32,
 
     /// Shorter schedules (~5 s per scenario instead of ~12 s)
-    #[arg(long)]
+    #[arg(long, global = true)]
     quick: bool,
 
     /// Seed of the provider's fault decisions and of the simulations (same seed, same run)
@@ -82,7 +82,7 @@ struct Cli {
     seed: u64,
 
     /// Also write the scorecard to PATH as a JSON array
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     json: Option<PathBuf>,
 
     /// Also write one SVG chart per scenario into DIR (created if missing)
@@ -103,7 +103,7 @@ struct Cli {
 
     /// Check the buttress row against its promises (oracle share, amplification, peak, p99,
     /// recovery, duplicates) and exit non-zero when one is broken
-    #[arg(long)]
+    #[arg(long, global = true)]
     check: bool,
 }
 
@@ -113,6 +113,17 @@ enum Command {
     Experiment {
         #[command(subcommand)]
         which: Experiment,
+    },
+    /// Four replicas (OS processes) sharing one account's quota through Redis
+    ///
+    /// 50 operations/s in all against an account allowing 30 requests/s
+    /// (Retry-After: 1): buttress with the quota shared in Redis, buttress
+    /// with a local quarter of it per replica, and the tower stack, each
+    /// against a fresh provider; then the oracle. About 1 min (--quick: 30 s).
+    SharedQuota {
+        /// The Redis server of the shared quota
+        #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379/")]
+        redis: String,
     },
 }
 
@@ -140,6 +151,10 @@ enum Experiment {
 }
 
 fn main() -> ExitCode {
+    if let Ok(args) = std::env::var(lab::shared_quota::REPLICA_ENV) {
+        // A replica process of `lab shared-quota`.
+        return replica(&args);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,6 +173,7 @@ fn main() -> ExitCode {
                 emit(&backoff::table(&backoff::run(*trials, cli.seed)))
             }
         }
+        Some(Command::SharedQuota { redis }) => runtime.block_on(shared_quota(&cli, redis)),
         Some(Command::Experiment {
             which: Experiment::Amplification,
         }) => {
@@ -319,4 +335,42 @@ mod tests {
         assert_eq!(cli.seed, 7);
         assert!(SCENARIOS.contains(&"flapping"));
     }
+}
+
+fn replica(args: &str) -> ExitCode {
+    let args: lab::shared_quota::ReplicaArgs = match serde_json::from_str(args) {
+        Ok(args) => args,
+        Err(e) => return fail(&format!("invalid replica arguments: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(lab::shared_quota::replica(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn shared_quota(cli: &Cli, redis: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the lab binary: {e}"))?;
+    let spawn = move || tokio::process::Command::new(&exe);
+    let rows = lab::shared_quota::run(cli.quick, cli.seed, redis, &spawn).await?;
+    let oracle = lab::shared_quota::scenario_oracle(cli.quick);
+    emit(&lab::shared_quota::table(&rows, &oracle))?;
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if cli.check {
+        let broken = lab::shared_quota::violations(&rows);
+        if !broken.is_empty() {
+            return Err(format!("broken promises:\n  {}", broken.join("\n  ")));
+        }
+    }
+    Ok(())
 }

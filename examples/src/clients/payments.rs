@@ -10,6 +10,7 @@
 //! job id), and must differ between operations.
 
 use buttress::reqwest::{error_for_status, HttpError, IdempotencyKeyExt};
+use buttress::shared_quota::SharedQuota;
 use buttress::{resilient, Classify};
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +125,9 @@ pub struct PaymentsClient {
     pub http: reqwest::Client,
     /// The provider's base URL, without a trailing slash.
     pub base: String,
+    /// The account's quota shared with the other replicas through Redis
+    /// (`None`: no shared quota; see [`PaymentsClient::with_quota`]).
+    pub quota: Option<SharedQuota>,
 }
 
 impl PaymentsClient {
@@ -139,7 +143,16 @@ impl PaymentsClient {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            quota: None,
         }
+    }
+
+    /// Admit every charge and refund through `quota`, the account's quota
+    /// shared with the other replicas (`rate_limit(shared = self.quota)`).
+    #[must_use]
+    pub fn with_quota(mut self, quota: SharedQuota) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     /// Create a charge, at most once per [`ChargeRequest::idempotency_key`].
@@ -158,6 +171,7 @@ impl PaymentsClient {
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "50ms", half_open_probes = 1),
         idempotent(key = req.idempotency_key),
         hedge,
+        rate_limit(shared = self.quota),
     )]
     pub async fn create_charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentsError> {
         let request = self
@@ -187,6 +201,7 @@ impl PaymentsClient {
         breaker(failure_rate = 0.9, window = "500ms", min_calls = 10, consecutive_failures = 10, open_for = "50ms", half_open_probes = 1),
         idempotent(key = key),
         hedge,
+        rate_limit(shared = self.quota),
     )]
     pub async fn refund(&self, charge_id: &str, key: &str) -> Result<Refund, PaymentsError> {
         let request = self

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod oracle;
 pub mod plot;
 pub mod report;
+pub mod shared_quota;
 mod run;
 
 pub use run::{
