@@ -5,6 +5,9 @@
 //! by side, about 70 s per seed), shared by the tests below: seed 42 and a
 //! seed the clients were not tuned on.
 
+#[path = "common/services.rs"]
+mod services;
+
 use std::sync::OnceLock;
 
 use buttress_examples::lab::amplification::{self, Mode};
@@ -380,4 +383,58 @@ async fn the_amplification_experiment_uses_real_budgets() {
     assert_eq!(rows[0].budget_only, rows[0].buttress);
     assert!(rows[4].budget_only > 2 * rows[0].budget_only);
     assert_eq!(amplification::provider_calls(Mode::Naive, 3, 10).await, 640);
+}
+
+/// A replica process of the `shared_quota` scenario: this binary, run
+/// with the scenario's arguments in its environment.
+#[test]
+#[ignore = "a replica process of shared_quota_keeps_four_replicas_within_the_account, not a test by itself"]
+fn child_replica() {
+    use buttress_examples::lab::shared_quota;
+    let Ok(args) = std::env::var(shared_quota::REPLICA_ENV) else {
+        return;
+    };
+    let args: shared_quota::ReplicaArgs = serde_json::from_str(&args).expect("replica arguments");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(shared_quota::replica(&args))
+        .expect("the replica runs");
+}
+
+#[test]
+fn shared_quota_keeps_four_replicas_within_the_account() {
+    use buttress_examples::lab::shared_quota;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let Some(redis) = runtime.block_on(services::redis_url()) else {
+        return;
+    };
+    let exe = std::env::current_exe().expect("this test binary");
+    let spawn = move || {
+        let mut command = tokio::process::Command::new(&exe);
+        command.args(["--exact", "child_replica", "--ignored", "--nocapture", "--test-threads=1"]);
+        command
+    };
+    let rows = runtime
+        .block_on(shared_quota::run(true, 42, &redis, &spawn))
+        .expect("the scenario runs");
+    let oracle = shared_quota::scenario_oracle(true);
+    println!("{}", shared_quota::table(&rows, &oracle));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        shared_quota::violations(&rows).is_empty(),
+        "{:?}",
+        shared_quota::violations(&rows)
+    );
+    let shared = &rows[0];
+    assert_eq!(shared.client, "buttress");
+    assert_eq!(shared.fallbacks, 0, "Redis answered throughout");
+    // The tower stack has no notion of the account's quota.
+    let tower = &rows[2];
+    assert!(tower.share_429 > 0.2, "{tower:?}");
 }

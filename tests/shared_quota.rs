@@ -14,6 +14,8 @@
 //! Every test uses its own key prefix (pid + time + test), and the keys
 //! expire by themselves.
 
+#[path = "common/instances.rs"]
+mod instances;
 #[path = "common/services.rs"]
 mod services;
 
@@ -448,4 +450,105 @@ async fn the_attribute_and_the_builder_admit_through_the_shared_quota() {
     assert!(!sent.into_inner(), "nothing is sent");
     assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
     assert!(err.to_string().contains("rate"), "{err}");
+}
+
+/// The `buttress_shared_quota_fallback` gauge of `provider`, from a
+/// recorder installed for this binary.
+fn fallback_gauge(provider: &str) -> Option<f64> {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    static SNAPSHOTTER: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    static LAST: std::sync::Mutex<Option<f64>> = std::sync::Mutex::new(None);
+    let snapshotter = SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("one recorder in this binary");
+        snapshotter
+    });
+    let mut last = LAST.lock().unwrap();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let ours = key.labels().any(|l| l.key() == "provider" && l.value() == provider);
+        if key.name() == "buttress_shared_quota_fallback" && ours {
+            if let DebugValue::Gauge(v) = value {
+                *last = Some(v.into_inner());
+            }
+        }
+    }
+    *last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_mid_run_goes_on_at_the_local_share_and_back() {
+    let _ = fallback_gauge("outage-mid-run");
+    let Some(mut redis) = instances::RedisInstance::start(instances::Persistence::None) else {
+        return;
+    };
+    // 40 per second shared by 4 replicas: 10 per second each without Redis.
+    let q = SharedQuota::new(
+        &redis.url(),
+        "outage-mid-run",
+        "acct",
+        SharedQuotaConfig::new()
+            .with_per_second(40)
+            .with_burst(4)
+            .with_replicas(4)
+            .with_timeout(ms(100))
+            .with_recheck(ms(100))
+            .with_prefix(prefix("outage")),
+    )
+    .unwrap();
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    let policy = Policy::builder("outage-mid-run")
+        .timeout(ms(100))
+        .deadline(ms(300))
+        .shared_quota(q.clone())
+        .build_in(registry)
+        .unwrap();
+    // Calls every 10 ms (100/s offered) for `span`: how many got through.
+    let run = |span: Duration| {
+        let policy = policy.clone();
+        async move {
+            let end = Instant::now() + span;
+            let mut tasks = Vec::new();
+            while Instant::now() < end {
+                let policy = policy.clone();
+                tasks.push(tokio::spawn(async move {
+                    policy.run(|| async { Ok::<_, ApiError>(()) }).await.is_ok()
+                }));
+                tokio::time::sleep(ms(10)).await;
+            }
+            let mut ok = 0u32;
+            for t in tasks {
+                ok += u32::from(t.await.expect("no panic"));
+            }
+            ok
+        }
+    };
+    let shared = run(Duration::from_secs(1)).await;
+    assert!(!q.in_fallback());
+    assert_ne!(fallback_gauge("outage-mid-run"), Some(1.0));
+
+    redis.kill();
+    let local = run(Duration::from_secs(1)).await;
+    assert!(q.in_fallback(), "Redis is down");
+    assert_eq!(fallback_gauge("outage-mid-run"), Some(1.0), "the gauge shows it");
+    assert_eq!(q.fallbacks(), 1);
+
+    redis.restart();
+    // Back on the shared limit within a recheck or two.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while q.in_fallback() {
+        assert!(std::time::Instant::now() < give_up, "never rejoined");
+        let _ = policy.run(|| async { Ok::<_, ApiError>(()) }).await;
+        tokio::time::sleep(ms(50)).await;
+    }
+    let again = run(Duration::from_secs(1)).await;
+    assert_eq!(fallback_gauge("outage-mid-run"), Some(0.0));
+    println!("admitted per second: shared {shared}, local share {local}, shared again {again}");
+    // 40/s (+ the burst of 4) with Redis; 10/s (+ 1) on the local share;
+    // calls issued in the last 200 ms may take a slot up to 200 ms later
+    // (their deadline less their timeout): 1.2 s of slots.
+    assert!((40..=56).contains(&shared), "shared {shared}");
+    assert!((6..=16).contains(&local), "local {local}");
+    assert!((40..=56).contains(&again), "again {again}");
 }
