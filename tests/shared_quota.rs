@@ -339,8 +339,8 @@ async fn a_hung_redis_never_holds_a_call_past_its_wait() {
         SharedQuotaConfig::new().with_timeout(Duration::from_secs(5)),
     );
     let started = std::time::Instant::now();
-    // The call may wait 30 ms: that bounds the request to Redis too.
-    assert_eq!(q.admit(1, ms(30)).await, SharedAdmission::Now);
+    // The call has 30 ms left: that bounds the request to Redis too.
+    assert_eq!(q.admit_before(1, ms(30), ms(30)).await, SharedAdmission::Now);
     let took = started.elapsed();
     assert!(took < ms(500), "held {took:?}");
     assert!(q.in_fallback());

@@ -872,11 +872,12 @@ where
         // a request cut short (and the provider's quota with it).
         let margin = self.policy.attempt_timeout(self.cut).unwrap_or_default();
         loop {
-            let left = self
+            let time_left = self
                 .ctx
                 .remaining_at(self.ctx.now())
-                .map_or(crate::context::FOREVER, |left| left.saturating_sub(margin));
-            match quota.admit(self.quota_cost, left).await {
+                .unwrap_or(crate::context::FOREVER);
+            let max_wait = time_left.saturating_sub(margin);
+            match quota.admit_before(self.quota_cost, max_wait, time_left).await {
                 SharedAdmission::Now => return Ok(()),
                 SharedAdmission::After(wait) => {
                     tokio::time::sleep(wait).await;

@@ -239,6 +239,9 @@ mod book {
     struct ClassifyChapter;
     #[doc = include_str!("../../book/src/policies.md")]
     struct Policies;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../../book/src/shared-quota.md")]
+    struct SharedQuotaChapter;
     #[doc = include_str!("../../book/src/idempotency.md")]
     struct Idempotency;
     #[doc = include_str!("../../book/src/dead-letters.md")]

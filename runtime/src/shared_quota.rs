@@ -494,10 +494,22 @@ impl SharedQuota {
         (&self.inner.tat_key, &self.inner.cool_key)
     }
 
-    /// Admit a call of `cost` units, waiting at most `max_wait` for a slot
-    /// (a reserved slot is returned as [`SharedAdmission::After`]; the
-    /// caller sleeps). Never takes longer than `timeout` or `max_wait`.
+    /// Admit a call of `cost` units that may wait at most `max_wait` for
+    /// its slot (a reserved slot is returned as [`SharedAdmission::After`];
+    /// the caller sleeps). The request to Redis takes at most `timeout`.
     pub async fn admit(&self, cost: u32, max_wait: Duration) -> SharedAdmission {
+        self.admit_before(cost, max_wait, crate::context::FOREVER).await
+    }
+
+    /// As [`admit`](Self::admit), for a call with `time_left` before its
+    /// deadline: the request to Redis takes at most that long too (then
+    /// the local share decides).
+    pub async fn admit_before(
+        &self,
+        cost: u32,
+        max_wait: Duration,
+        time_left: Duration,
+    ) -> SharedAdmission {
         let inner = &*self.inner;
         let cost = cost.max(1);
         if inner.url.is_none()
@@ -513,7 +525,7 @@ impl SharedQuota {
             // Lua numbers are doubles: keep the bound exact.
             wait_us.min(1 << 52).to_string(),
         ];
-        let bound = inner.config.timeout.min(max_wait.max(Duration::from_millis(1)));
+        let bound = inner.config.timeout.min(time_left.max(Duration::from_millis(1)));
         let keys = [inner.tat_key.as_str(), inner.cool_key.as_str()];
         match self.eval(&inner.admit, &keys, &args, bound).await {
             Ok(value) => match decode(&value) {
