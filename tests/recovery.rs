@@ -587,3 +587,49 @@ async fn the_adaptive_throttle_rejects_by_the_formula() {
     assert!(throttled >= 250, "{throttled} throttled");
     assert!(sent <= 150, "{sent} sent");
 }
+
+#[tokio::test(start_paused = true)]
+async fn failed_probes_spend_no_retry_budget() {
+    // A budget with room for one retry; a breaker that opens at the first
+    // failure and probes every 50 ms; a provider down for 500 ms. Each
+    // failed probe is an attempt of the held call, but the probe interval,
+    // not the budget, bounds probes: the call is still there when the
+    // provider is back.
+    let registry = Registry::new();
+    let start = Instant::now();
+    let provider = Provider::new(move |now| {
+        if now < start + ms(500) {
+            Err(Fail::Unavailable)
+        } else {
+            Ok(())
+        }
+    });
+    let retry = RetryConfig::new()
+        .with_max_attempts(30)
+        .with_backoff(Backoff::constant(ms(1)))
+        .with_jitter(Jitter::None)
+        .with_budget(Some(
+            buttress::budget::BudgetConfig::new()
+                .with_ratio(0.1)
+                .with_cap(1),
+        ));
+    let p = policy(
+        &registry,
+        "probes-and-budget",
+        ms(5000),
+        retry,
+        tripping(1, ms(50)),
+        RecoveryConfig::new(),
+    );
+    let result = p.run(|| provider.call("held")).await;
+    assert!(result.is_ok(), "{result:?}");
+    let calls = provider.calls();
+    // The first attempt, then probes (50 ms, then the probe interval)
+    // until one finds the provider back: with a token per failed probe,
+    // the call would have ended at the second failure.
+    assert!(calls.len() >= 5, "{calls:?}");
+    // The one retry the budget allowed was the first; the probes took none.
+    let budget = registry.get("probes-and-budget").unwrap();
+    let tokens = budget.budget().unwrap().tokens();
+    assert!(tokens >= 0.0 && tokens < 1.0, "{tokens}");
+}

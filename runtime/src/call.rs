@@ -721,7 +721,7 @@ where
                 {
                     self.provider_pushed_back(class, retry_after);
                 }
-                self.after_failure(error, class, retry_after)
+                self.after_failure(error, class, retry_after, probe)
             }
             Finished::TimedOut => {
                 self.timed_out = true;
@@ -754,7 +754,7 @@ where
                     timeout: timeout.unwrap_or_default(),
                     attempt,
                 });
-                self.after_failure(error, ErrorClass::OutcomeUnknown, None)
+                self.after_failure(error, ErrorClass::OutcomeUnknown, None, probe)
             }
             Finished::DeadlineCut => {
                 // The provider was not given its full timeout: not its fault.
@@ -1097,11 +1097,17 @@ where
 
     /// Decide whether to retry; if so, keep the error as the last one and
     /// schedule the next attempt after the backoff.
+    ///
+    /// A failed half-open probe spends no retry-budget token: the breaker's
+    /// probe interval already bounds probes (one per interval, however long
+    /// the outage), and a budget drained by probes would fail the held
+    /// calls the probes exist to bring back.
     fn after_failure(
         &mut self,
         error: E,
         class: ErrorClass,
         retry_after: Option<Duration>,
+        probe: bool,
     ) -> ControlFlow<Result<T, E>> {
         let policy = self.policy;
         let retry = &policy.config.retry;
@@ -1134,7 +1140,7 @@ where
                 return ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)));
             }
         }
-        if let Some(budget) = &policy.provider.budget {
+        if let Some(budget) = policy.provider.budget.as_ref().filter(|_| !probe) {
             if !budget.try_withdraw() {
                 let exhausted = Error::BudgetExhausted {
                     provider: self.provider_name(),
