@@ -86,7 +86,11 @@ fn every_run_is_complete() {
         // And the paced oracle loses none of them either (see the book).
         assert_eq!(scenario.oracle_unpaced.served, 250, "{}", scenario.scenario);
         assert_eq!(scenario.oracle.served, 250, "{}", scenario.scenario);
-        assert_eq!(scenario.oracle_learning.served, 250, "{}", scenario.scenario);
+        assert_eq!(
+            scenario.oracle_learning.served, 250,
+            "{}",
+            scenario.scenario
+        );
         // Knowing less, the learning oracle is never faster.
         assert!(
             scenario.oracle_learning.p99_ms >= scenario.oracle.p99_ms,
@@ -417,7 +421,13 @@ fn shared_quota_keeps_four_replicas_within_the_account() {
     let exe = std::env::current_exe().expect("this test binary");
     let spawn = move || {
         let mut command = tokio::process::Command::new(&exe);
-        command.args(["--exact", "child_replica", "--ignored", "--nocapture", "--test-threads=1"]);
+        command.args([
+            "--exact",
+            "child_replica",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
         command
     };
     let rows = runtime

@@ -83,7 +83,10 @@ async fn every_slot_is_booked_once_across_connections() {
         }
     }
     let took = started.elapsed();
-    assert!(took < ms(100), "the 40 admissions took {took:?}: too slow to check");
+    assert!(
+        took < ms(100),
+        "the 40 admissions took {took:?}: too slow to check"
+    );
     assert_eq!(now, 5, "the burst, at once");
     assert_eq!(slots.len(), 35);
     slots.sort_unstable();
@@ -139,7 +142,9 @@ async fn weighted_costs_and_corrections() {
     let q = quota(
         &url,
         &prefix("weights"),
-        SharedQuotaConfig::new().with_per_second(1000).with_burst(3000),
+        SharedQuotaConfig::new()
+            .with_per_second(1000)
+            .with_burst(3000),
     );
     assert_eq!(q.admit(2000, Duration::ZERO).await, SharedAdmission::Now);
     assert!(matches!(
@@ -193,7 +198,9 @@ fn child_worker_quota() {
         .block_on(async {
             let q = quota(&url, &prefix, SharedQuotaConfig::new());
             assert_eq!(role, "cool_down");
-            q.cool_down(Duration::from_secs(3)).await.expect("Redis answers");
+            q.cool_down(Duration::from_secs(3))
+                .await
+                .expect("Redis answers");
             println!("cooled");
         });
 }
@@ -221,7 +228,10 @@ async fn a_retry_after_in_one_process_pauses_another() {
     );
     match here.admit(1, Duration::from_secs(10)).await {
         SharedAdmission::Cooldown(left) => {
-            assert!((Duration::from_secs(1)..=Duration::from_secs(3)).contains(&left), "{left:?}");
+            assert!(
+                (Duration::from_secs(1)..=Duration::from_secs(3)).contains(&left),
+                "{left:?}"
+            );
         }
         other => panic!("the other process's cooldown did not reach this one: {other:?}"),
     }
@@ -289,7 +299,11 @@ async fn redis_down_falls_back_to_the_local_share_and_comes_back() {
     );
     let started = std::time::Instant::now();
     assert_eq!(q.admit(1, Duration::ZERO).await, SharedAdmission::Now);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(q.in_fallback());
     assert_eq!(q.fallbacks(), 1);
     assert_eq!(q.admit(1, Duration::ZERO).await, SharedAdmission::Now);
@@ -340,7 +354,10 @@ async fn a_hung_redis_never_holds_a_call_past_its_wait() {
     );
     let started = std::time::Instant::now();
     // The call has 30 ms left: that bounds the request to Redis too.
-    assert_eq!(q.admit_before(1, ms(30), ms(30)).await, SharedAdmission::Now);
+    assert_eq!(
+        q.admit_before(1, ms(30), ms(30)).await,
+        SharedAdmission::Now
+    );
     let took = started.elapsed();
     assert!(took < ms(500), "held {took:?}");
     assert!(q.in_fallback());
@@ -407,7 +424,11 @@ async fn the_attribute_and_the_builder_admit_through_the_shared_quota() {
     // the deadline is 3 s, so it waits for it.
     let started = Instant::now();
     assert_eq!(client.call(false).await.unwrap(), 7);
-    assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     // A 429 with Retry-After pauses every replica: another handle (another
     // replica) sees the cooldown in Redis.
     let err = client.call(true).await.unwrap_err();
@@ -420,7 +441,10 @@ async fn the_attribute_and_the_builder_admit_through_the_shared_quota() {
                 assert!(left <= Duration::from_secs(2), "{left:?}");
                 break;
             }
-            seen => assert!(std::time::Instant::now() < give_up, "no shared cooldown: {seen:?}"),
+            seen => assert!(
+                std::time::Instant::now() < give_up,
+                "no shared cooldown: {seen:?}"
+            ),
         }
         tokio::time::sleep(ms(10)).await;
     }
@@ -438,7 +462,10 @@ async fn the_attribute_and_the_builder_admit_through_the_shared_quota() {
         ))
         .build_in(registry)
         .unwrap();
-    assert_eq!(policy.run(|| async { Ok::<_, ApiError>(1) }).await.unwrap(), 1);
+    assert_eq!(
+        policy.run(|| async { Ok::<_, ApiError>(1) }).await.unwrap(),
+        1
+    );
     let sent = std::sync::atomic::AtomicBool::new(false);
     let err = policy
         .run(|| async {
@@ -467,7 +494,9 @@ fn fallback_gauge(provider: &str) -> Option<f64> {
     let mut last = LAST.lock().unwrap();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let key = key.key();
-        let ours = key.labels().any(|l| l.key() == "provider" && l.value() == provider);
+        let ours = key
+            .labels()
+            .any(|l| l.key() == "provider" && l.value() == provider);
         if key.name() == "buttress_shared_quota_fallback" && ours {
             if let DebugValue::Gauge(v) = value {
                 *last = Some(v.into_inner());
@@ -531,7 +560,11 @@ async fn a_redis_outage_mid_run_goes_on_at_the_local_share_and_back() {
     redis.kill();
     let local = run(Duration::from_secs(1)).await;
     assert!(q.in_fallback(), "Redis is down");
-    assert_eq!(fallback_gauge("outage-mid-run"), Some(1.0), "the gauge shows it");
+    assert_eq!(
+        fallback_gauge("outage-mid-run"),
+        Some(1.0),
+        "the gauge shows it"
+    );
     assert_eq!(q.fallbacks(), 1);
 
     redis.restart();

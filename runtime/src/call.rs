@@ -877,7 +877,10 @@ where
                 .remaining_at(self.ctx.now())
                 .unwrap_or(crate::context::FOREVER);
             let max_wait = time_left.saturating_sub(margin);
-            match quota.admit_before(self.quota_cost, max_wait, time_left).await {
+            match quota
+                .admit_before(self.quota_cost, max_wait, time_left)
+                .await
+            {
                 SharedAdmission::Now => return Ok(()),
                 SharedAdmission::After(wait) => {
                     tokio::time::sleep(wait).await;

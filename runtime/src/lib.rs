@@ -172,12 +172,12 @@ pub use integrations::reqwest;
 mod macro_support;
 mod policy;
 pub mod rate_limit;
-#[cfg(feature = "redis")]
-pub mod shared_quota;
 pub mod recovery;
 mod registry;
 pub mod retry;
 mod rng;
+#[cfg(feature = "redis")]
+pub mod shared_quota;
 mod sync;
 pub mod telemetry;
 pub mod throttle;

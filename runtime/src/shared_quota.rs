@@ -392,7 +392,13 @@ impl SharedQuota {
                 format!("invalid Redis URL {endpoint}: {e}; expected redis://[user:password@]host:port/db"),
             )
         })?;
-        Ok(Self::build(Some(url.to_owned()), endpoint, provider, account, config))
+        Ok(Self::build(
+            Some(url.to_owned()),
+            endpoint,
+            provider,
+            account,
+            config,
+        ))
     }
 
     /// A quota that never talks to Redis: each replica admits its local
@@ -407,7 +413,13 @@ impl SharedQuota {
         config: SharedQuotaConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self::build(None, "(local only)".to_owned(), provider, account, config))
+        Ok(Self::build(
+            None,
+            "(local only)".to_owned(),
+            provider,
+            account,
+            config,
+        ))
     }
 
     fn build(
@@ -498,7 +510,8 @@ impl SharedQuota {
     /// its slot (a reserved slot is returned as [`SharedAdmission::After`];
     /// the caller sleeps). The request to Redis takes at most `timeout`.
     pub async fn admit(&self, cost: u32, max_wait: Duration) -> SharedAdmission {
-        self.admit_before(cost, max_wait, crate::context::FOREVER).await
+        self.admit_before(cost, max_wait, crate::context::FOREVER)
+            .await
     }
 
     /// As [`admit`](Self::admit), for a call with `time_left` before its
@@ -525,7 +538,10 @@ impl SharedQuota {
             // Lua numbers are doubles: keep the bound exact.
             wait_us.min(1 << 52).to_string(),
         ];
-        let bound = inner.config.timeout.min(time_left.max(Duration::from_millis(1)));
+        let bound = inner
+            .config
+            .timeout
+            .min(time_left.max(Duration::from_millis(1)));
         let keys = [inner.tat_key.as_str(), inner.cool_key.as_str()];
         match self.eval(&inner.admit, &keys, &args, bound).await {
             Ok(value) => match decode(&value) {
@@ -574,7 +590,9 @@ impl SharedQuota {
                 inner.config.timeout,
             )
             .await;
-        result.map(|_| self.rejoined()).inspect_err(|why| self.failed(why))
+        result
+            .map(|_| self.rejoined())
+            .inspect_err(|why| self.failed(why))
     }
 
     /// Correct the cost of an admitted call by `delta` units once its real
@@ -598,10 +616,15 @@ impl SharedQuota {
             "0".to_owned(),
             "0".to_owned(),
         ];
-        self.eval(&inner.adjust, &[inner.tat_key.as_str()], &args, inner.config.timeout)
-            .await
-            .map(|_| self.rejoined())
-            .inspect_err(|why| self.failed(why))
+        self.eval(
+            &inner.adjust,
+            &[inner.tat_key.as_str()],
+            &args,
+            inner.config.timeout,
+        )
+        .await
+        .map(|_| self.rejoined())
+        .inspect_err(|why| self.failed(why))
     }
 
     /// Follow a provider's remaining-quota header: at most `remaining`
@@ -620,10 +643,15 @@ impl SharedQuota {
             "1".to_owned(),
             inner.capacity_us.to_string(),
         ];
-        self.eval(&inner.adjust, &[inner.tat_key.as_str()], &args, inner.config.timeout)
-            .await
-            .map(|_| self.rejoined())
-            .inspect_err(|why| self.failed(why))
+        self.eval(
+            &inner.adjust,
+            &[inner.tat_key.as_str()],
+            &args,
+            inner.config.timeout,
+        )
+        .await
+        .map(|_| self.rejoined())
+        .inspect_err(|why| self.failed(why))
     }
 
     /// Connect to Redis now (within `timeout`) rather than on the first
@@ -644,7 +672,10 @@ impl SharedQuota {
                 false
             }
             Err(_) => {
-                self.failed(&format!("no connection within {:?}", self.inner.config.timeout));
+                self.failed(&format!(
+                    "no connection within {:?}",
+                    self.inner.config.timeout
+                ));
                 false
             }
         }
@@ -699,7 +730,9 @@ impl SharedQuota {
                 .query_async::<Value>(&mut connection)
                 .await
             {
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
                     inner.round_trips.fetch_add(1, Ordering::Relaxed);
                     command("EVAL", source_of(script, inner))
                         .query_async::<Value>(&mut connection)
@@ -844,7 +877,9 @@ impl LocalGcra {
     }
 
     fn cool_down(&self, wait: Duration) {
-        let until = self.now().saturating_add(crate::context::saturating_nanos(wait));
+        let until = self
+            .now()
+            .saturating_add(crate::context::saturating_nanos(wait));
         self.cool_until.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -887,21 +922,36 @@ mod tests {
         local.correct(-2);
         assert_eq!(local.admit(3, Duration::ZERO), SharedAdmission::Now);
         local.cool_down(Duration::from_millis(500));
-        assert!(matches!(local.admit(1, Duration::MAX), SharedAdmission::Cooldown(_)));
+        assert!(matches!(
+            local.admit(1, Duration::MAX),
+            SharedAdmission::Cooldown(_)
+        ));
     }
 
     #[test]
     fn replies_other_than_the_scripts_are_refused() {
-        assert_eq!(decode(&Value::Array(vec![Value::Int(1), Value::Int(5)])), Some((1, 5)));
-        assert_eq!(decode(&Value::Array(vec![Value::Int(9), Value::Int(5)])), None);
-        assert_eq!(decode(&Value::Array(vec![Value::Int(0), Value::Int(-1)])), None);
+        assert_eq!(
+            decode(&Value::Array(vec![Value::Int(1), Value::Int(5)])),
+            Some((1, 5))
+        );
+        assert_eq!(
+            decode(&Value::Array(vec![Value::Int(9), Value::Int(5)])),
+            None
+        );
+        assert_eq!(
+            decode(&Value::Array(vec![Value::Int(0), Value::Int(-1)])),
+            None
+        );
         assert_eq!(decode(&Value::Nil), None);
         assert_eq!(decode(&Value::Array(vec![Value::Int(0)])), None);
     }
 
     #[test]
     fn bad_settings_say_what_and_the_limits() {
-        let e = SharedQuotaConfig::new().with_replicas(0).validate().unwrap_err();
+        let e = SharedQuotaConfig::new()
+            .with_replicas(0)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("replicas"), "{e}");
         let e = SharedQuotaConfig::new()
             .with_per_second(2_000_000)

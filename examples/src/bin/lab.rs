@@ -312,31 +312,6 @@ fn check_plot_dir(dir: &Path) -> Result<(), String> {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use buttress_examples::provider::SCENARIOS;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_cli_is_well_formed() {
-        Cli::command().debug_assert();
-        let cli = Cli::parse_from([
-            "lab",
-            "--quick",
-            "--scenario",
-            "outage",
-            "--client",
-            "naive",
-        ]);
-        assert!(cli.quick && cli.command.is_none());
-        assert_eq!(cli.scenarios, ["outage"]);
-        let cli = Cli::parse_from(["lab", "experiment", "backoff", "--seed", "7"]);
-        assert_eq!(cli.seed, 7);
-        assert!(SCENARIOS.contains(&"flapping"));
-    }
-}
-
 fn replica(args: &str) -> ExitCode {
     let args: lab::shared_quota::ReplicaArgs = match serde_json::from_str(args) {
         Ok(args) => args,
@@ -373,4 +348,29 @@ async fn shared_quota(cli: &Cli, redis: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buttress_examples::provider::SCENARIOS;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "lab",
+            "--quick",
+            "--scenario",
+            "outage",
+            "--client",
+            "naive",
+        ]);
+        assert!(cli.quick && cli.command.is_none());
+        assert_eq!(cli.scenarios, ["outage"]);
+        let cli = Cli::parse_from(["lab", "experiment", "backoff", "--seed", "7"]);
+        assert_eq!(cli.seed, 7);
+        assert!(SCENARIOS.contains(&"flapping"));
+    }
 }

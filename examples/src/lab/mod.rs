@@ -36,8 +36,8 @@ pub mod metrics;
 pub mod oracle;
 pub mod plot;
 pub mod report;
-pub mod shared_quota;
 mod run;
+pub mod shared_quota;
 
 pub use run::{
     incident_spans, operations_for, parse_client, percentile, run_lab, run_scenario, LabError,

@@ -535,7 +535,10 @@ mod tests {
         let paced = oracle(&burst, 50, true);
         let learning = learning_oracle(&burst, 50, 9);
         assert_eq!(learning.served, learning.operations);
-        assert!(learning.p99_ms > paced.p99_ms + 100.0, "{learning:?} {paced:?}");
+        assert!(
+            learning.p99_ms > paced.p99_ms + 100.0,
+            "{learning:?} {paced:?}"
+        );
         // After an outage it learns of the recovery from one answer: the
         // backlog starts draining one answer later than the clairvoyant's.
         let outage = Schedule::new(

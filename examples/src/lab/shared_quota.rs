@@ -227,7 +227,10 @@ pub async fn run(
             }
             let status = child.wait().await.map_err(|e| e.to_string())?;
             if !status.success() || !done {
-                return Err(format!("replica {index} of {} failed: {status}", mode.name()));
+                return Err(format!(
+                    "replica {index} of {} failed: {status}",
+                    mode.name()
+                ));
             }
         }
         let stats = server.stats();
@@ -350,17 +353,12 @@ pub async fn replica(args: &ReplicaArgs) -> Result<(), String> {
     drop(tx);
     let give_up = Instant::now() + DEADLINE + Duration::from_secs(1);
     let mut out = String::new();
-    loop {
-        match tokio::time::timeout_at(give_up, rx.recv()).await {
-            Ok(Some(sample)) => {
-                out.push_str(&serde_json::to_string(&sample).map_err(|e| e.to_string())?);
-                out.push('\n');
-            }
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(sample)) = tokio::time::timeout_at(give_up, rx.recv()).await {
+        out.push_str(&serde_json::to_string(&sample).map_err(|e| e.to_string())?);
+        out.push('\n');
     }
     let fallbacks = quota.as_ref().map_or(0, |q| u64::from(q.fallbacks() > 0));
-    print!("{out}done {fallbacks}\n");
+    println!("{out}done {fallbacks}");
     Ok(())
 }
 

@@ -396,12 +396,14 @@ pub(crate) fn body(
             |key| quote_spanned!(key.span()=> __buttress_call.set_key(#p::key_string(&(#key)));),
         );
     let shared_quota = attr.rate_limit.as_ref().map(|r| {
-        let shared = r.shared.as_ref().map(
-            |q| quote_spanned!(q.span()=> __buttress_call.set_shared_quota(&(#q));),
-        );
-        let cost = r.cost.as_ref().map(
-            |c| quote_spanned!(c.span()=> __buttress_call.set_quota_cost(#c);),
-        );
+        let shared = r
+            .shared
+            .as_ref()
+            .map(|q| quote_spanned!(q.span()=> __buttress_call.set_shared_quota(&(#q));));
+        let cost = r
+            .cost
+            .as_ref()
+            .map(|c| quote_spanned!(c.span()=> __buttress_call.set_quota_cost(#c);));
         quote!(#shared #cost)
     });
     let attempt_loop = if matches!(attr.hedge, Some((true, _))) {
