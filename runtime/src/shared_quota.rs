@@ -322,6 +322,11 @@ struct Inner {
 /// What `#[resilient(rate_limit(shared = EXPR))]` accepts: a
 /// [`SharedQuota`], an `Option` of one (`None`: no shared quota for this
 /// call), or a reference or `Arc` to either.
+#[diagnostic::on_unimplemented(
+    message = "`rate_limit(shared = …)` takes a `buttress::shared_quota::SharedQuota`, not `{Self}`",
+    label = "not a shared quota",
+    note = "make one with `SharedQuota::new(redis_url, provider, account, SharedQuotaConfig::new()…)`, keep it in a field or static, and pass it here (an `Option<SharedQuota>` or an `Arc` of one works too)"
+)]
 pub trait AsSharedQuota {
     /// The quota, if any.
     fn as_shared_quota(&self) -> Option<&SharedQuota>;
