@@ -69,7 +69,7 @@ fn unknown_keys_name_the_valid_ones() {
     );
     assert_eq!(
         toml_errors("[providers.stripe]\ntimeuot = \"2s\"\n"),
-        "providers.stripe.timeuot: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
+        "providers.stripe.timeuot: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle, shared_quota"
     );
     assert_eq!(
         toml_errors("[providers.stripe.breaker]\nfailure_ratio = 0.5\n"),
@@ -754,7 +754,7 @@ fn hedging_from_a_file() {
     );
     assert_eq!(
         toml_errors("[providers.pay]\nhedge = true\n"),
-        "providers.pay.hedge: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle"
+        "providers.pay.hedge: unknown key; valid keys: timeout, adaptive_timeout, deadline, retry, breaker, bulkhead, rate_limit, recovery, throttle, shared_quota"
     );
 }
 

@@ -585,3 +585,66 @@ async fn a_redis_outage_mid_run_goes_on_at_the_local_share_and_back() {
     assert!((6..=16).contains(&local), "local {local}");
     assert!((40..=56).contains(&again), "again {again}");
 }
+
+#[tokio::test]
+async fn a_configuration_file_names_the_shared_quota() {
+    use buttress::config::Format;
+    use buttress::PolicyConfig;
+    // Its mistakes, each with what to do.
+    let errors = |text: &str| {
+        Registry::new()
+            .load_str(text, Format::Toml)
+            .expect_err("rejected")
+            .to_string()
+    };
+    assert_eq!(
+        errors("[providers.p.shared_quota]\naccount = \"a\"\n"),
+        "providers.p.shared_quota.url: missing: the Redis server holding the quota, e.g. url = \"redis://127.0.0.1:6379/\""
+    );
+    let bad_url = errors("[providers.p.shared_quota]\nurl = \"http://x\"\n");
+    assert!(
+        bad_url.starts_with("providers.p.shared_quota.url: invalid Redis URL http://x"),
+        "{bad_url}"
+    );
+    let zero = errors("[providers.p.shared_quota]\nurl = \"redis://127.0.0.1/\"\nreplicas = 0\n");
+    assert!(
+        zero.starts_with("providers.p.shared_quota.replicas:"),
+        "{zero}"
+    );
+    let unknown = errors("[providers.p.shared_quota]\nurl = \"redis://127.0.0.1/\"\nrate = 3\n");
+    assert!(
+        unknown.contains("valid keys: url, account, per_second"),
+        "{unknown}"
+    );
+
+    let Some(url) = services::redis_url().await else {
+        return;
+    };
+    // Two per second, one at once: the second call waits half a second.
+    let text = format!(
+        "[providers.quota-file.shared_quota]\nurl = \"{url}\"\naccount = \"acct\"\nper_second = 2\nburst = 1\nprefix = \"{}\"\n",
+        prefix("file")
+    );
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    registry
+        .load_str(&text, Format::Toml)
+        .expect("a valid file");
+    let inline = PolicyConfig::new("quota-file")
+        .with_timeout(Some(ms(100)))
+        .with_deadline(Some(Duration::from_secs(2)));
+    let settings = registry.settings_for(&inline, None);
+    let quota = settings.shared_quota().expect("the file's quota").clone();
+    assert_eq!((quota.provider(), quota.account()), ("quota-file", "acct"));
+    // The same file read again names the same quota: a reload changes nothing.
+    registry.load_str(&text, Format::Toml).unwrap();
+    assert_eq!(registry.settings_for(&inline, None), settings);
+    let policy = Policy::from_config(settings, registry).unwrap();
+    let started = Instant::now();
+    for _ in 0..2 {
+        policy
+            .run(|| async { Ok::<_, ApiError>(()) })
+            .await
+            .unwrap();
+    }
+    assert!(started.elapsed() >= ms(400), "{:?}", started.elapsed());
+}

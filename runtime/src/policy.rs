@@ -220,6 +220,21 @@ impl PolicyConfig {
         self.rate_limit.as_ref()
     }
 
+    /// The quota shared with other replicas through Redis, if any.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub const fn shared_quota(&self) -> Option<&crate::shared_quota::SharedQuota> {
+        self.shared_quota.as_ref()
+    }
+
+    /// Admit every attempt through `quota` too (see [`crate::shared_quota`]).
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_shared_quota(mut self, quota: Option<crate::shared_quota::SharedQuota>) -> Self {
+        self.shared_quota = quota;
+        self
+    }
+
     /// Whether the operation is safe to repeat.
     #[must_use]
     pub const fn idempotent(&self) -> bool {

@@ -356,10 +356,17 @@ impl<T: AsSharedQuota + ?Sized> AsSharedQuota for Arc<T> {
     }
 }
 
-/// Two handles are equal when they share the same quota (clones).
+/// Two handles are equal when they name the same quota: the same Redis
+/// server, provider, account and settings (clones are equal; so are two
+/// handles a reloaded configuration file made alike).
 impl PartialEq for SharedQuota {
     fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&*self.inner, &*other.inner);
         Arc::ptr_eq(&self.inner, &other.inner)
+            || (a.url == b.url
+                && a.provider == b.provider
+                && a.account == b.account
+                && a.config == b.config)
     }
 }
 

@@ -29,6 +29,18 @@ const PROVIDER_KEYS: &[&str] = &[
     "rate_limit",
     "recovery",
     "throttle",
+    "shared_quota",
+];
+#[cfg(feature = "redis")]
+const SHARED_QUOTA_KEYS: &[&str] = &[
+    "url",
+    "account",
+    "per_second",
+    "burst",
+    "replicas",
+    "timeout",
+    "recheck",
+    "prefix",
 ];
 const RECOVERY_KEYS: &[&str] = &[
     "wait",
@@ -122,6 +134,9 @@ pub(crate) struct ProviderSection {
     recovery: Option<RecoveryConfig>,
     /// `throttle`, when the file sets it (also in `shared`).
     throttle: Option<Option<ThrottleConfig>>,
+    /// `shared_quota`: the account's quota shared by replicas in Redis.
+    #[cfg(feature = "redis")]
+    shared_quota: Option<crate::shared_quota::SharedQuota>,
 }
 
 impl ProviderSection {
@@ -213,6 +228,10 @@ impl ConfigFile {
             }
             if let Some(throttle) = section.throttle {
                 config.throttle = throttle;
+            }
+            #[cfg(feature = "redis")]
+            if let Some(quota) = &section.shared_quota {
+                config.shared_quota = Some(quota.clone());
             }
         }
         if let Some(policy) = policy {
@@ -841,12 +860,108 @@ impl Checker {
         if let Some(throttle) = throttle {
             shared.throttle = throttle;
         }
+        #[cfg(feature = "redis")]
+        let shared_quota = map
+            .get("shared_quota")
+            .and_then(|v| self.shared_quota(&join(path, "shared_quota"), v, path));
+        #[cfg(not(feature = "redis"))]
+        if map.contains_key("shared_quota") {
+            self.error(
+                &join(path, "shared_quota"),
+                "a quota shared through Redis needs the `redis` feature of buttress; enable it, or remove this key",
+            );
+        }
         (self.errors.len() == before).then_some(ProviderSection {
             shared,
             call,
             recovery,
             throttle,
+            #[cfg(feature = "redis")]
+            shared_quota,
         })
+    }
+
+    /// A `shared_quota` table: `url` (required), `account` (default
+    /// `"default"`), `per_second`, `burst`, `replicas`, `timeout`,
+    /// `recheck`, `prefix`. No I/O: the connection is made on first use.
+    #[cfg(feature = "redis")]
+    fn shared_quota(
+        &mut self,
+        path: &str,
+        value: &Value,
+        provider_path: &str,
+    ) -> Option<crate::shared_quota::SharedQuota> {
+        use crate::shared_quota::{SharedQuota, SharedQuotaConfig};
+        let before = self.errors.len();
+        let map = self.table(path, value, SHARED_QUOTA_KEYS)?;
+        let p = |key: &str| join(path, key);
+        let text = |checker: &mut Self, key: &str| -> Option<String> {
+            match map.get(key) {
+                None => None,
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(other) => {
+                    checker.wrong_type(&p(key), "a non-empty string", other);
+                    None
+                }
+            }
+        };
+        let url = text(self, "url");
+        let account = text(self, "account").unwrap_or_else(|| "default".to_owned());
+        let prefix = text(self, "prefix");
+        if url.is_none() && !map.contains_key("url") {
+            self.error(
+                &p("url"),
+                "missing: the Redis server holding the quota, e.g. url = \"redis://127.0.0.1:6379/\"",
+            );
+        }
+        let mut config = SharedQuotaConfig::new();
+        if let Some(prefix) = prefix {
+            config = config.with_prefix(prefix);
+        }
+        if let Some(n) = map
+            .get("per_second")
+            .and_then(|v| self.whole(&p("per_second"), v, 1, 1_000_000))
+        {
+            config = config.with_per_second(n);
+        }
+        if let Some(n) = map
+            .get("burst")
+            .and_then(|v| self.whole(&p("burst"), v, 1, u32::MAX))
+        {
+            config = config.with_burst(n);
+        }
+        if let Some(n) = map
+            .get("replicas")
+            .and_then(|v| self.whole(&p("replicas"), v, 1, u32::MAX))
+        {
+            config = config.with_replicas(n);
+        }
+        if let Some(d) = map
+            .get("timeout")
+            .and_then(|v| self.duration(&p("timeout"), v, false))
+        {
+            config = config.with_timeout(d);
+        }
+        if let Some(d) = map
+            .get("recheck")
+            .and_then(|v| self.duration(&p("recheck"), v, true))
+        {
+            config = config.with_recheck(d);
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        let provider = provider_path
+            .rsplit_once('.')
+            .map_or(provider_path, |(_, name)| name);
+        match SharedQuota::new(&url?, provider, &account, config) {
+            Ok(quota) => Some(quota),
+            Err(e) => {
+                let key = e.path().rsplit('.').next().unwrap_or("url").to_owned();
+                self.error(&p(&key), e.reason());
+                None
+            }
+        }
     }
 
     fn policy(&mut self, path: &str, value: &Value, root: &Value) -> Option<PolicySection> {
