@@ -5,6 +5,8 @@
 //! by side, about 70 s per seed), shared by the tests below: seed 42 and a
 //! seed the clients were not tuned on.
 
+#[path = "common/instances.rs"]
+mod instances;
 #[path = "common/services.rs"]
 mod services;
 
@@ -447,4 +449,67 @@ fn shared_quota_keeps_four_replicas_within_the_account() {
     // The tower stack has no notion of the account's quota.
     let tower = &rows[2];
     assert!(tower.share_429 > 0.2, "{tower:?}");
+}
+
+#[test]
+fn shared_quota_goes_on_through_a_redis_outage_mid_run() {
+    use buttress_examples::lab::shared_quota::{self, Mode};
+    use std::time::Duration;
+    let Some(redis) = instances::RedisInstance::start(instances::Persistence::None) else {
+        return;
+    };
+    let url = redis.url();
+    let redis = std::sync::Arc::new(std::sync::Mutex::new(redis));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let exe = std::env::current_exe().expect("this test binary");
+    let spawn = move || {
+        let mut command = tokio::process::Command::new(&exe);
+        command.args([
+            "--exact",
+            "child_replica",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        command
+    };
+    // The replicas start issuing 1.5 s after the run starts, for 5 s:
+    // Redis goes away 1.5 s into that, and comes back 1.5 s later (empty:
+    // it keeps nothing).
+    let outage = {
+        let redis = std::sync::Arc::clone(&redis);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3_000));
+            redis.lock().unwrap().kill();
+            std::thread::sleep(Duration::from_millis(1_500));
+            redis.lock().unwrap().restart();
+        })
+    };
+    let rows = runtime
+        .block_on(shared_quota::run_modes(
+            true,
+            42,
+            &url,
+            &spawn,
+            &[Mode::Shared],
+        ))
+        .expect("the scenario runs through the outage");
+    outage.join().unwrap();
+    let row = &rows[0];
+    println!(
+        "{}",
+        shared_quota::table(&rows, &shared_quota::scenario_oracle(true))
+    );
+    // Every replica fell back to its local share (a quarter of the quota,
+    // rounded down: the account never sees more than its quota) ...
+    assert_eq!(row.fallbacks, 4, "{row:?}");
+    assert!(row.share_429 <= 0.01, "{row:?}");
+    assert!(row.oracle_share >= 0.95, "{row:?}");
+    // ... and came back to the shared limit: the restarted, empty Redis
+    // holds the quota's keys again.
+    let keys = redis.lock().unwrap().dbsize();
+    assert!(keys >= 1, "no replica used Redis after its restart");
 }

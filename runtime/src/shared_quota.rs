@@ -22,7 +22,10 @@
 //!   once in the log and in the `buttress_shared_quota_fallback` gauge, and
 //!   tries Redis again after `recheck` (1 s): calls meanwhile go through
 //!   the local share at once, without waiting for Redis. When Redis
-//!   answers again, the shared limit is used again (and logged).
+//!   answers again, the shared limit is used again (and logged). Both
+//!   switches start without a burst (the local share's own, the shared
+//!   limit's in Redis, which may have been lost or spent meanwhile), so a
+//!   switch never sends a burst the account has already used.
 //! - **Nothing blocks past a deadline; nothing panics** on any reply:
 //!   an unexpected reply counts as a Redis failure.
 //!
@@ -317,6 +320,9 @@ struct Inner {
     origin: Instant,
     round_trips: AtomicU64,
     fallbacks: AtomicU64,
+    /// The latest slot this replica reserved on the shared limit, in
+    /// nanoseconds since `origin`: its local share starts after it.
+    shared_reserved_until: AtomicU64,
 }
 
 /// What `#[resilient(rate_limit(shared = EXPR))]` accepts: a
@@ -446,9 +452,11 @@ impl SharedQuota {
         let capacity_us = interval_us.saturating_mul(u64::from(config.burst));
         let replicas = config.replicas;
         // Rounded down: the replicas together never exceed the quota.
+        let origin = Instant::now();
         let local = LocalGcra::new(
             (config.per_second / replicas).max(1),
             (config.burst / replicas).max(1),
+            origin,
         );
         Self {
             inner: Arc::new(Inner {
@@ -467,9 +475,10 @@ impl SharedQuota {
                 local,
                 fallback: AtomicBool::new(false),
                 retry_at: AtomicU64::new(0),
-                origin: Instant::now(),
+                origin,
                 round_trips: AtomicU64::new(0),
                 fallbacks: AtomicU64::new(0),
+                shared_reserved_until: AtomicU64::new(0),
                 config,
             }),
         }
@@ -542,6 +551,32 @@ impl SharedQuota {
         {
             return inner.local.admit(cost, max_wait);
         }
+        if self.in_fallback() {
+            // Back from the local share: Redis may have lost the limiter's
+            // state (a restart without persistence, a failover) while the
+            // replicas spent the account's burst on their local shares, so
+            // the shared limit starts again without its burst.
+            // The slots the local share has already promised come first.
+            let promised_us = inner.local.reserved_for().as_micros();
+            let units = promised_us.div_ceil(u128::from(inner.interval_us.max(1)));
+            let args = [
+                inner.interval_us.to_string(),
+                format!("-{units}"),
+                "1".to_owned(),
+                inner.capacity_us.to_string(),
+            ];
+            let bound = inner
+                .config
+                .timeout
+                .min(time_left.max(Duration::from_millis(1)));
+            if let Err(why) = self
+                .eval(&inner.adjust, &[inner.tat_key.as_str()], &args, bound)
+                .await
+            {
+                self.failed(&why);
+                return inner.local.admit(cost, max_wait);
+            }
+        }
         let wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
         let args = [
             inner.interval_us.to_string(),
@@ -562,7 +597,13 @@ impl SharedQuota {
                     let d = Duration::from_micros(micros);
                     match code {
                         0 => SharedAdmission::Now,
-                        1 => SharedAdmission::After(d),
+                        1 => {
+                            let at = self
+                                .nanos_now()
+                                .saturating_add(crate::context::saturating_nanos(d));
+                            inner.shared_reserved_until.fetch_max(at, Ordering::Relaxed);
+                            SharedAdmission::After(d)
+                        }
                         2 => SharedAdmission::Cooldown(d),
                         _ => SharedAdmission::Refused(d),
                     }
@@ -770,6 +811,11 @@ impl SharedQuota {
         inner.retry_at.store(again, Ordering::Relaxed);
         if !inner.fallback.swap(true, Ordering::AcqRel) {
             inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+            // The shared limit may have spent the account's burst, and
+            // this replica's calls may still hold slots reserved on it: the
+            // local share starts after those, without a burst of its own.
+            let reserved = inner.shared_reserved_until.load(Ordering::Relaxed);
+            inner.local.drain(reserved);
             tracing::warn!(
                 provider = &*inner.provider,
                 account = &*inner.account,
@@ -847,14 +893,14 @@ struct LocalGcra {
 }
 
 impl LocalGcra {
-    fn new(per_second: u32, burst: u32) -> Self {
+    fn new(per_second: u32, burst: u32, origin: Instant) -> Self {
         let interval = (1_000_000_000 / u64::from(per_second.max(1))).max(1);
         Self {
             tat: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
             interval,
             capacity: interval.saturating_mul(u64::from(burst.max(1))),
-            origin: Instant::now(),
+            origin,
         }
     }
 
@@ -888,6 +934,21 @@ impl LocalGcra {
         }
     }
 
+    /// Spend the burst, and admit nothing before `after` (nanoseconds
+    /// since the origin, which the quota shares): from then on, one slot
+    /// per interval.
+    fn drain(&self, after: u64) {
+        let start = self.now().max(after);
+        self.tat
+            .fetch_max(start.saturating_add(self.capacity), Ordering::AcqRel);
+    }
+
+    /// How far ahead the slots already reserved reach.
+    fn reserved_for(&self) -> Duration {
+        let tat = self.tat.load(Ordering::Acquire);
+        Duration::from_nanos(tat.saturating_sub(self.now()).saturating_sub(self.capacity))
+    }
+
     fn cool_down(&self, wait: Duration) {
         let until = self
             .now()
@@ -917,7 +978,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_local_share_is_a_weighted_gcra() {
-        let local = LocalGcra::new(10, 3);
+        let local = LocalGcra::new(10, 3, Instant::now());
         for _ in 0..3 {
             assert_eq!(local.admit(1, Duration::ZERO), SharedAdmission::Now);
         }

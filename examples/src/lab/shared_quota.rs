@@ -174,10 +174,24 @@ pub async fn run(
     redis: &str,
     spawn: &(dyn Fn() -> tokio::process::Command + Sync),
 ) -> Result<Vec<QuotaRow>, String> {
+    run_modes(quick, seed, redis, spawn, &Mode::ALL).await
+}
+
+/// As [`run`], for some of the modes only.
+///
+/// # Errors
+/// A provider or replica that could not start or report.
+pub async fn run_modes(
+    quick: bool,
+    seed: u64,
+    redis: &str,
+    spawn: &(dyn Fn() -> tokio::process::Command + Sync),
+    modes: &[Mode],
+) -> Result<Vec<QuotaRow>, String> {
     let oracle = scenario_oracle(quick);
     let mut rows = Vec::new();
     let total = super::run::operations_for(duration(quick), RATE);
-    for (n, mode) in Mode::ALL.into_iter().enumerate() {
+    for (n, &mode) in modes.iter().enumerate() {
         let server = ProviderServer::start(schedule(quick), seed)
             .await
             .map_err(|e| format!("the provider could not start: {e}"))?;
