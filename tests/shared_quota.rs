@@ -657,3 +657,82 @@ async fn a_configuration_file_names_the_shared_quota() {
     }
     assert!(started.elapsed() >= ms(400), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_agrees_with_a_reference_gcra_across_connections() {
+    let Some(url) = services::redis_url().await else {
+        return;
+    };
+    // One unit per second, a burst of 40: the few milliseconds the
+    // sequence takes are a small fraction of a slot, so the reference can
+    // read time as this process sees it. Waits allowed fall between whole
+    // slots (x.5 s), so no decision sits on a boundary.
+    let prefix = prefix("reference");
+    let config = SharedQuotaConfig::new().with_per_second(1).with_burst(40);
+    let connections: Vec<SharedQuota> = (0..3)
+        .map(|_| quota(&url, &prefix, config.clone()))
+        .collect();
+    for c in &connections {
+        assert!(c.connect().await);
+    }
+    let second = Duration::from_secs(1);
+    let capacity = second * 40;
+    let start = Instant::now();
+    let mut tat = Duration::ZERO; // since `start`, in the reference
+    let mut state: u64 = 0x5eed;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut seen = [0u32; 3];
+    for step in 0..300 {
+        let which = (next() % 3) as usize;
+        let cost = (next() % 5 + 1) as u32;
+        let max_wait = Duration::from_millis((next() % 30) * 1000 + 500);
+        let now = start.elapsed();
+        let admitted = connections[which].admit(cost, max_wait).await;
+        // The reference GCRA.
+        let new_tat = tat.max(now) + second * cost;
+        let wait = (new_tat - now).saturating_sub(capacity);
+        let expected = if wait > max_wait {
+            SharedAdmission::Refused(wait)
+        } else {
+            tat = new_tat;
+            if wait.is_zero() {
+                SharedAdmission::Now
+            } else {
+                SharedAdmission::After(wait)
+            }
+        };
+        seen[match expected {
+            SharedAdmission::Now => 0,
+            SharedAdmission::After(_) => 1,
+            _ => 2,
+        }] += 1;
+        let close = |a: Duration, b: Duration| a.abs_diff(b) < ms(300);
+        let agree = match (admitted, expected) {
+            (SharedAdmission::Now, SharedAdmission::Now) => true,
+            (SharedAdmission::After(a), SharedAdmission::After(b))
+            | (SharedAdmission::Refused(a), SharedAdmission::Refused(b)) => close(a, b),
+            // A wait within a fraction of a slot of zero may round either way.
+            (SharedAdmission::Now, SharedAdmission::After(b)) => b < ms(300),
+            (SharedAdmission::After(a), SharedAdmission::Now) => a < ms(300),
+            _ => false,
+        };
+        assert!(
+            agree,
+            "step {step} (connection {which}, cost {cost}, may wait {max_wait:?}): script {admitted:?}, reference {expected:?}"
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        seen.iter().all(|n| *n >= 5),
+        "every kind of answer exercised: {seen:?}"
+    );
+}
