@@ -132,3 +132,81 @@ async fn a_partition_fails_calls_within_their_deadline_and_heal_restores_them() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_partitioned_redis_store_fails_within_its_timeout_and_reconnects_after_heal() {
+    use buttress::idempotency::{ClaimRequest, RedisStore};
+    use buttress::IdempotencyStore;
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let child = ns
+        .command("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            &ns.ns_addr,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let _server = match child {
+        Ok(c) => Server(c),
+        Err(e) => return skip_or_fail(&format!("redis-server cannot run: {e}")),
+    };
+    let url = format!("redis://{}:{port}/", ns.ns_addr);
+    let up = Instant::now();
+    let store = loop {
+        if let Ok(s) = RedisStore::connect(&url).await {
+            break s.with_timeout(Duration::from_millis(200));
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "redis never answered at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let claim = |key: &'static str| ClaimRequest {
+        key,
+        fingerprint: None,
+        lease: Duration::from_secs(5),
+        ttl: Duration::from_secs(60),
+    };
+    store
+        .claim(claim("before"))
+        .await
+        .expect("claim before the partition");
+    ns.partition();
+    let started = Instant::now();
+    let err = store
+        .claim(claim("during"))
+        .await
+        .expect_err("a claim across a downed link must fail");
+    let took = started.elapsed();
+    eprintln!("partitioned claim failed after {took:?}: {err}");
+    assert!(
+        took < Duration::from_millis(200 + 150),
+        "a store call outlived its 200 ms timeout by more than 150 ms: {took:?} ({err})"
+    );
+    ns.heal();
+    let healed = Instant::now();
+    loop {
+        if store.claim(claim("after")).await.is_ok() {
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "the store did not reconnect within 5 s of heal()"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
