@@ -410,6 +410,20 @@ fn child_replica() {
         .expect("the replica runs");
 }
 
+/// A replica process: this test binary, running [`child_replica`].
+fn replica_command() -> tokio::process::Command {
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut command = tokio::process::Command::new(exe);
+    command.args([
+        "--exact",
+        "child_replica",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
 #[test]
 fn shared_quota_keeps_four_replicas_within_the_account() {
     use buttress_examples::lab::shared_quota;
@@ -420,18 +434,7 @@ fn shared_quota_keeps_four_replicas_within_the_account() {
     let Some(redis) = runtime.block_on(services::redis_url()) else {
         return;
     };
-    let exe = std::env::current_exe().expect("this test binary");
-    let spawn = move || {
-        let mut command = tokio::process::Command::new(&exe);
-        command.args([
-            "--exact",
-            "child_replica",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
-        command
-    };
+    let spawn = replica_command;
     let rows = runtime
         .block_on(shared_quota::run(true, 42, &redis, &spawn))
         .expect("the scenario runs");
@@ -464,18 +467,7 @@ fn shared_quota_goes_on_through_a_redis_outage_mid_run() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let exe = std::env::current_exe().expect("this test binary");
-    let spawn = move || {
-        let mut command = tokio::process::Command::new(&exe);
-        command.args([
-            "--exact",
-            "child_replica",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
-        command
-    };
+    let spawn = replica_command;
     // The replicas start issuing 1.5 s after the run starts, for 5 s:
     // Redis goes away 1.5 s into that, and comes back 1.5 s later (empty:
     // it keeps nothing).

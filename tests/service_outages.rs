@@ -486,8 +486,9 @@ async fn store_outage<S>(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_store_killed_under_load_fails_closed_and_keeps_every_completion() {
+/// A `RedisStore` on its own Redis (append-only, fsync always) taken down
+/// under load: with SIGKILL, or with `SHUTDOWN NOSAVE`.
+async fn redis_store_outage(sigkill: bool, on_store_error: OnStoreError) {
     let Some(instance) = RedisInstance::start(Persistence::AppendOnlyAlways) else {
         return;
     };
@@ -499,31 +500,18 @@ async fn redis_store_killed_under_load_fails_closed_and_keeps_every_completion()
             .with_timeout(STORE_TIMEOUT)
     };
     let (store, fresh) = (connect().await, connect().await);
-    let mut redis = Redis {
-        instance,
-        sigkill: true,
-    };
-    store_outage(&mut redis, store, fresh, OnStoreError::FailClosed).await;
+    let mut redis = Redis { instance, sigkill };
+    store_outage(&mut redis, store, fresh, on_store_error).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_killed_under_load_fails_closed_and_keeps_every_completion() {
+    redis_store_outage(true, OnStoreError::FailClosed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_shut_down_under_load_proceeds_when_asked() {
-    let Some(instance) = RedisInstance::start(Persistence::AppendOnlyAlways) else {
-        return;
-    };
-    let url = instance.url();
-    let connect = || async {
-        RedisStore::connect(&url)
-            .await
-            .unwrap()
-            .with_timeout(STORE_TIMEOUT)
-    };
-    let (store, fresh) = (connect().await, connect().await);
-    let mut redis = Redis {
-        instance,
-        sigkill: false,
-    };
-    store_outage(&mut redis, store, fresh, OnStoreError::Proceed).await;
+    redis_store_outage(false, OnStoreError::Proceed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
