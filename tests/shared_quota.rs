@@ -243,48 +243,15 @@ async fn a_retry_after_in_one_process_pauses_another() {
     ));
 }
 
-/// A port nothing listens on.
-async fn spare_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A `redis-server` of this test's own, stopped on drop.
-struct OwnRedis(std::process::Child);
-
-impl OwnRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        match child {
-            Ok(child) => Some(Self(child)),
-            Err(e) => {
-                assert!(
-                    std::env::var("BUTTRESS_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                    "redis-server is required (BUTTRESS_REQUIRE_SERVICES=1) but could not start: {e}"
-                );
-                eprintln!("skipped: redis-server could not start ({e}); install Redis");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_falls_back_to_the_local_share_and_comes_back() {
-    let port = spare_port().await;
-    let url = format!("redis://127.0.0.1:{port}/");
+    // A Redis of this test's own, stopped before the first admission and
+    // started again on the same port later.
+    let Some(mut redis) = instances::RedisInstance::start(instances::Persistence::None) else {
+        return;
+    };
+    redis.kill();
+    let url = redis.url();
     // 100 per second over 4 replicas: 25 per second and a burst of 2 each
     // while Redis is away.
     let q = quota(
@@ -321,9 +288,7 @@ async fn redis_down_falls_back_to_the_local_share_and_comes_back() {
     }
     assert_eq!(q.fallbacks(), 1, "one fallback, however many calls");
 
-    let Some(_redis) = OwnRedis::start(port) else {
-        return;
-    };
+    redis.restart();
     // Back on the shared limit once Redis answers (tried every 50 ms).
     let give_up = std::time::Instant::now() + Duration::from_secs(10);
     while q.in_fallback() {

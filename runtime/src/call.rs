@@ -621,10 +621,16 @@ where
         }
 
         #[cfg(feature = "redis")]
-        if let Some(quota) = self.quota() {
-            if let Err(end) = Box::pin(self.admit_shared(&quota)).await {
-                drop(permit);
-                return end;
+        {
+            // Lent out of the call for the admission (no clone per attempt).
+            let own = self.shared_quota.take();
+            if let Some(quota) = own.as_ref().or(policy.config.shared_quota.as_ref()) {
+                let admitted = Box::pin(self.admit_shared(quota)).await;
+                self.shared_quota = own;
+                if let Err(end) = admitted {
+                    drop(permit);
+                    return end;
+                }
             }
         }
 

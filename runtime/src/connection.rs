@@ -126,9 +126,54 @@ pub(crate) mod postgres {
 
 #[cfg(feature = "redis")]
 pub(crate) mod redis {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
     use std::time::Duration;
 
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, Value};
+
+    /// A Lua script kept with its source, for `EVAL` when the server does
+    /// not have it cached, and its name, for messages.
+    pub(crate) struct Lua {
+        pub(crate) name: &'static str,
+        pub(crate) source: &'static str,
+        pub(crate) script: LazyLock<Script>,
+    }
+
+    /// Run `lua` on `keys` with `args`: `EVALSHA`, then `EVAL` once if the
+    /// server does not have the script. Each request sent is counted in
+    /// `round_trips`. No timeout: the caller bounds the whole exchange.
+    pub(crate) async fn eval(
+        connection: &mut ConnectionManager,
+        lua: &Lua,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        round_trips: &AtomicU64,
+    ) -> RedisResult<Value> {
+        let command = |verb: &str, script: &[u8]| {
+            let mut cmd = Cmd::new();
+            cmd.arg(verb).arg(script).arg(keys.len());
+            for key in keys {
+                cmd.arg(*key);
+            }
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            cmd
+        };
+        round_trips.fetch_add(1, Ordering::Relaxed);
+        let sha = command("EVALSHA", lua.script.get_hash().as_bytes());
+        match sha.query_async::<Value>(connection).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                round_trips.fetch_add(1, Ordering::Relaxed);
+                command("EVAL", lua.source.as_bytes())
+                    .query_async::<Value>(connection)
+                    .await
+            }
+            answer => answer,
+        }
+    }
 
     /// A reconnecting connection to the Redis server at `url`, waiting at
     /// most `timeout` per connection attempt, and the server's URL without

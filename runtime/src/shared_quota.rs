@@ -35,14 +35,15 @@
 //! length, so no two (provider, account) pairs share a key.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, Value};
+use redis::Value;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::connection::redis::Lua;
 use crate::error::ConfigError;
 
 /// The default bound of one request to Redis.
@@ -107,6 +108,22 @@ end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 return 0
 ";
+
+static ADMIT_SCRIPT: Lua = Lua {
+    name: "admission",
+    source: ADMIT,
+    script: LazyLock::new(|| redis::Script::new(ADMIT)),
+};
+static COOL_DOWN_SCRIPT: Lua = Lua {
+    name: "cooldown",
+    source: COOL_DOWN,
+    script: LazyLock::new(|| redis::Script::new(COOL_DOWN)),
+};
+static ADJUST_SCRIPT: Lua = Lua {
+    name: "adjustment",
+    source: ADJUST,
+    script: LazyLock::new(|| redis::Script::new(ADJUST)),
+};
 
 /// Settings of a [`SharedQuota`].
 ///
@@ -309,9 +326,6 @@ struct Inner {
     /// Microseconds between units, and the burst's capacity in µs.
     interval_us: u64,
     capacity_us: u64,
-    admit: redis::Script,
-    cool_down: redis::Script,
-    adjust: redis::Script,
     /// The local share while Redis is unavailable.
     local: LocalGcra,
     fallback: AtomicBool,
@@ -469,9 +483,6 @@ impl SharedQuota {
                 cool_key: format!("{base}:cool"),
                 interval_us,
                 capacity_us,
-                admit: redis::Script::new(ADMIT),
-                cool_down: redis::Script::new(COOL_DOWN),
-                adjust: redis::Script::new(ADJUST),
                 local,
                 fallback: AtomicBool::new(false),
                 retry_at: AtomicU64::new(0),
@@ -551,28 +562,20 @@ impl SharedQuota {
         {
             return inner.local.admit(cost, max_wait);
         }
+        let bound = inner
+            .config
+            .timeout
+            .min(time_left.max(Duration::from_millis(1)));
         if self.in_fallback() {
             // Back from the local share: Redis may have lost the limiter's
             // state (a restart without persistence, a failover) while the
             // replicas spent the account's burst on their local shares, so
-            // the shared limit starts again without its burst.
-            // The slots the local share has already promised come first.
+            // the shared limit starts again without its burst, and after
+            // the slots the local share has already promised.
             let promised_us = inner.local.reserved_for().as_micros();
-            let units = promised_us.div_ceil(u128::from(inner.interval_us.max(1)));
-            let args = [
-                inner.interval_us.to_string(),
-                format!("-{units}"),
-                "1".to_owned(),
-                inner.capacity_us.to_string(),
-            ];
-            let bound = inner
-                .config
-                .timeout
-                .min(time_left.max(Duration::from_millis(1)));
-            if let Err(why) = self
-                .eval(&inner.adjust, &[inner.tat_key.as_str()], &args, bound)
-                .await
-            {
+            let promised = promised_us.div_ceil(u128::from(inner.interval_us.max(1)));
+            let units = -i128::try_from(promised).unwrap_or(i128::MAX);
+            if let Err(why) = self.tighten(units, bound).await {
                 self.failed(&why);
                 return inner.local.admit(cost, max_wait);
             }
@@ -585,12 +588,8 @@ impl SharedQuota {
             // Lua numbers are doubles: keep the bound exact.
             wait_us.min(1 << 52).to_string(),
         ];
-        let bound = inner
-            .config
-            .timeout
-            .min(time_left.max(Duration::from_millis(1)));
         let keys = [inner.tat_key.as_str(), inner.cool_key.as_str()];
-        match self.eval(&inner.admit, &keys, &args, bound).await {
+        match self.eval(&ADMIT_SCRIPT, &keys, &args, bound).await {
             Ok(value) => match decode(&value) {
                 Some((code, micros)) => {
                     self.rejoined();
@@ -637,7 +636,7 @@ impl SharedQuota {
             .min(1 << 52);
         let result = self
             .eval(
-                &inner.cool_down,
+                &COOL_DOWN_SCRIPT,
                 &[inner.cool_key.as_str()],
                 &[micros.to_string()],
                 inner.config.timeout,
@@ -670,7 +669,7 @@ impl SharedQuota {
             "0".to_owned(),
         ];
         self.eval(
-            &inner.adjust,
+            &ADJUST_SCRIPT,
             &[inner.tat_key.as_str()],
             &args,
             inner.config.timeout,
@@ -686,25 +685,31 @@ impl SharedQuota {
     /// # Errors
     /// A message when Redis could not be told.
     pub async fn observe_remaining(&self, remaining: u64) -> Result<(), String> {
-        let inner = &*self.inner;
-        if inner.url.is_none() {
+        if self.inner.url.is_none() {
             return Ok(());
         }
-        let args = [
-            inner.interval_us.to_string(),
-            remaining.min(1 << 40).to_string(),
-            "1".to_owned(),
-            inner.capacity_us.to_string(),
-        ];
-        self.eval(
-            &inner.adjust,
-            &[inner.tat_key.as_str()],
-            &args,
-            inner.config.timeout,
+        self.tighten(
+            i128::from(remaining.min(1 << 40)),
+            self.inner.config.timeout,
         )
         .await
         .map(|_| self.rejoined())
         .inspect_err(|why| self.failed(why))
+    }
+
+    /// Move the shared TAT so that at most `units` remain of the burst
+    /// (negative: none, and that many slots are already promised); it
+    /// only ever tightens.
+    async fn tighten(&self, units: i128, bound: Duration) -> Result<Value, String> {
+        let inner = &*self.inner;
+        let args = [
+            inner.interval_us.to_string(),
+            units.to_string(),
+            "1".to_owned(),
+            inner.capacity_us.to_string(),
+        ];
+        self.eval(&ADJUST_SCRIPT, &[inner.tat_key.as_str()], &args, bound)
+            .await
     }
 
     /// Connect to Redis now (within `timeout`) rather than on the first
@@ -758,42 +763,24 @@ impl SharedQuota {
     /// does not have it. Connects first if needed.
     async fn eval(
         &self,
-        script: &redis::Script,
+        lua: &Lua,
         keys: &[&str],
         args: &[String],
         bound: Duration,
     ) -> Result<Value, String> {
-        let inner = &*self.inner;
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
         let exchange = async {
-            let connection = self.connection().await?;
-            let mut connection = connection.clone();
-            let command = |verb: &str, body: &str| {
-                let mut cmd = Cmd::new();
-                cmd.arg(verb).arg(body).arg(keys.len());
-                for key in keys {
-                    cmd.arg(*key);
-                }
-                for arg in args {
-                    cmd.arg(arg.as_str());
-                }
-                cmd
-            };
-            inner.round_trips.fetch_add(1, Ordering::Relaxed);
-            match command("EVALSHA", script.get_hash())
-                .query_async::<Value>(&mut connection)
-                .await
-            {
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    inner.round_trips.fetch_add(1, Ordering::Relaxed);
-                    command("EVAL", source_of(script, inner))
-                        .query_async::<Value>(&mut connection)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                answer => answer.map_err(|e| e.to_string()),
-            }
+            let mut connection = self.connection().await?.clone();
+            crate::connection::redis::eval(
+                &mut connection,
+                lua,
+                &keys,
+                &args,
+                &self.inner.round_trips,
+            )
+            .await
+            .map_err(|e| format!("the {} request failed: {e}", lua.name))
         };
         match tokio::time::timeout(bound, exchange).await {
             Ok(answer) => answer,
@@ -856,17 +843,6 @@ impl SharedQuota {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = on;
-    }
-}
-
-/// The script's source, for `EVAL`.
-fn source_of<'a>(script: &redis::Script, inner: &'a Inner) -> &'a str {
-    if script.get_hash() == inner.admit.get_hash() {
-        ADMIT
-    } else if script.get_hash() == inner.cool_down.get_hash() {
-        COOL_DOWN
-    } else {
-        ADJUST
     }
 }
 

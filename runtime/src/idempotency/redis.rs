@@ -73,7 +73,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+
+use crate::connection::redis::Lua;
 
 use super::{Claim, ClaimRequest, IdempotencyStore, StoreError, StoreErrorKind};
 
@@ -138,12 +140,6 @@ if h[1] ~= 'flight' or h[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'free')
 return 1
 ";
-
-struct Lua {
-    name: &'static str,
-    source: &'static str,
-    script: LazyLock<Script>,
-}
 
 static CLAIM: Lua = Lua {
     name: "claim",
@@ -311,28 +307,15 @@ impl RedisStore {
     /// have the script, all within the timeout.
     async fn eval(&self, lua: &Lua, key: &str, args: &[&[u8]]) -> Result<Value, StoreError> {
         let name = self.key_name(key);
-        let command = |verb: &str, script: &[u8]| {
-            let mut cmd = Cmd::new();
-            cmd.arg(verb).arg(script).arg(1).arg(name.as_bytes());
-            for arg in args {
-                cmd.arg(*arg);
-            }
-            cmd
-        };
+        let keys = [name.as_bytes()];
         let mut connection = self.connection.clone();
-        let exchange = async {
-            self.shared.round_trips.fetch_add(1, Ordering::Relaxed);
-            let sha = command("EVALSHA", lua.script.get_hash().as_bytes());
-            match sha.query_async::<Value>(&mut connection).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    self.shared.round_trips.fetch_add(1, Ordering::Relaxed);
-                    command("EVAL", lua.source.as_bytes())
-                        .query_async::<Value>(&mut connection)
-                        .await
-                }
-                answer => answer,
-            }
-        };
+        let exchange = crate::connection::redis::eval(
+            &mut connection,
+            lua,
+            &keys,
+            args,
+            &self.shared.round_trips,
+        );
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.failure(lua.name, &e)),
