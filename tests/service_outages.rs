@@ -514,44 +514,31 @@ async fn redis_store_shut_down_under_load_proceeds_when_asked() {
     redis_store_outage(false, OnStoreError::Proceed).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_store_crashed_under_load_fails_closed_and_keeps_every_completion() {
+/// A `PostgresStore` on its own PostgreSQL (fsync on), crashed under load
+/// (`pg_ctl stop -m immediate`).
+async fn postgres_store_outage(on_store_error: OnStoreError) {
     let Some(instance) = PostgresInstance::start() else {
         return;
     };
     let url = instance.url();
-    let store = PostgresStore::connect(&url)
-        .await
-        .unwrap()
-        .with_timeout(STORE_TIMEOUT);
-    let fresh = PostgresStore::connect(&url)
-        .await
-        .unwrap()
-        .with_timeout(STORE_TIMEOUT);
-    store_outage(
-        &mut Postgres(instance),
-        store,
-        fresh,
-        OnStoreError::FailClosed,
-    )
-    .await;
+    let connect = || async {
+        PostgresStore::connect(&url)
+            .await
+            .unwrap()
+            .with_timeout(STORE_TIMEOUT)
+    };
+    let (store, fresh) = (connect().await, connect().await);
+    store_outage(&mut Postgres(instance), store, fresh, on_store_error).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_crashed_under_load_fails_closed_and_keeps_every_completion() {
+    postgres_store_outage(OnStoreError::FailClosed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_crashed_under_load_proceeds_when_asked() {
-    let Some(instance) = PostgresInstance::start() else {
-        return;
-    };
-    let url = instance.url();
-    let store = PostgresStore::connect(&url)
-        .await
-        .unwrap()
-        .with_timeout(STORE_TIMEOUT);
-    let fresh = PostgresStore::connect(&url)
-        .await
-        .unwrap()
-        .with_timeout(STORE_TIMEOUT);
-    store_outage(&mut Postgres(instance), store, fresh, OnStoreError::Proceed).await;
+    postgres_store_outage(OnStoreError::Proceed).await;
 }
 
 /// What the book says a Redis without an append-only file loses on a
