@@ -10,7 +10,7 @@
 //! The state is one `AtomicU64` of milli-tokens. A deposit into a full bucket
 //! (the healthy steady state) is a single relaxed load, no write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::ConfigError;
 

@@ -8,7 +8,7 @@
 //! Taking and returning a free slot is one compare-and-swap and one
 //! `fetch_sub`; the waiters' `Notify` is touched only when someone waits.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;

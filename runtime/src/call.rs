@@ -44,7 +44,14 @@ use crate::timeout::{AttemptFuture, Finished};
 /// # }
 /// ```
 pub struct Call<'p, T, E> {
+    /// The policy: borrowed ([`Policy::call`](crate::Policy::call)), or
+    /// held by `owner` (a `#[resilient]` call site's policy, which a reload
+    /// may replace while this call runs: it is freed when the last call
+    /// holding it ends).
     policy: &'p PolicyInner,
+    /// Keeps `policy` alive when the call holds it. Never read: `policy`
+    /// points into it.
+    _owner: Option<Arc<PolicyInner>>,
     ctx: CallContext,
     previous_delay: Duration,
     /// When the next attempt may start (after a backoff).
@@ -205,13 +212,53 @@ impl<T, E> std::fmt::Debug for Call<'_, T, E> {
     }
 }
 
+impl<T, E> Call<'static, T, E>
+where
+    E: Classify + From<Error>,
+{
+    /// A call that holds its policy: the policy lives as long as the call,
+    /// even if its call site moves on to another one meanwhile.
+    #[inline]
+    pub(crate) fn holding(policy: Arc<PolicyInner>) -> Self {
+        // SAFETY: the reference points into the `Arc`'s allocation, which
+        // does not move and lives as long as `owner`, a private field of
+        // the call dropped with it. Nothing borrowed from `policy` leaves
+        // the call: its `'static` lifetime is used only by permits that the
+        // call's own methods take and release (never returned, stored
+        // elsewhere or moved into spawned tasks), and no method hands out a
+        // reference with the call's lifetime parameter.
+        let borrowed: &'static PolicyInner = unsafe { &*Arc::as_ptr(&policy) };
+        Self::with_owner(borrowed, Some(policy))
+    }
+}
+
 impl<'p, T, E> Call<'p, T, E>
 where
     E: Classify + From<Error>,
 {
     pub(crate) const fn new(policy: &'p PolicyInner) -> Self {
+        Self::with_owner(policy, None)
+    }
+
+    /// The policy the call runs under (for the models).
+    #[cfg(all(test, buttress_loom))]
+    pub(crate) const fn policy_inner(&self) -> &PolicyInner {
+        self.policy
+    }
+
+    /// The policy the call holds, if it holds it (for the models).
+    #[cfg(all(test, buttress_loom))]
+    pub(crate) fn policy_arc(&self) -> Arc<PolicyInner> {
+        self._owner
+            .clone()
+            .expect("a call site's call holds its policy")
+    }
+
+    #[inline(always)]
+    const fn with_owner(policy: &'p PolicyInner, owner: Option<Arc<PolicyInner>>) -> Self {
         Self {
             policy,
+            _owner: owner,
             ctx: CallContext::new(policy.config.deadline, policy.config.idempotent),
             previous_delay: Duration::ZERO,
             next_attempt_at: None,

@@ -169,6 +169,8 @@ mod integrations;
 pub use integrations::http;
 #[cfg(feature = "reqwest")]
 pub use integrations::reqwest;
+#[cfg(all(test, buttress_loom))]
+mod loom_models;
 mod macro_support;
 mod policy;
 pub mod rate_limit;
@@ -212,6 +214,7 @@ pub mod __private {
         key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
         Site,
     };
+    pub use crate::policy::live_policies;
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::recovery::RecoveryConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};

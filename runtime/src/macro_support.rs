@@ -1,16 +1,18 @@
 //! What the macros' generated code calls. Not public API: reached only as
 //! `::buttress::__private::…`, and free to change between releases.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use crate::call::Call;
 use crate::class::Classify;
 use crate::dlq::{DeadLetter, DeadLetterArgs, DeadLetterOn, DeadLetterSink};
 use crate::error::{ConfigError, Error};
-use crate::policy::{Policy, PolicyConfig};
+use crate::policy::{Policy, PolicyConfig, PolicyInner};
 use crate::registry::Registry;
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::RwLock;
 
 /// The value of a `#[retry_after]` field: `Duration` or `Option<Duration>`.
@@ -77,96 +79,137 @@ type Resolved = Result<Policy, ConfigError>;
 /// resolved on first use and again after the registry's settings changed
 /// (a configuration file loaded, a policy defined).
 ///
-/// The hot path reads the registry's generation counter (one relaxed load)
-/// and the site's current policy (one acquire load), and takes no lock. A
-/// resolution that changes the site's settings (or its provider's shared
-/// state object) keeps the new policy for the rest of the process, since
-/// calls in flight borrow the old one; a reload that changes neither
-/// reuses the policy in force, and returning to earlier settings reuses the
-/// earlier policy.
+/// The hot path reads the registry's generation counter (one relaxed load),
+/// the site's resolution stamp and its current policy (an [`ArcSwapOption`]
+/// load: no lock, no allocation), and clones the policy's `Arc` into the
+/// call. A resolution that changes the site's settings (or its provider's
+/// shared state object) swaps the new policy in; the replaced one is freed
+/// when the last call holding it ends, so a process that reloads its
+/// configuration for ever keeps only the policies in use. A reload that
+/// changes nothing reuses the policy in force, and returning to earlier
+/// settings reuses an earlier policy while calls still hold it.
 #[derive(Debug)]
 pub struct Site {
     config: PolicyConfig,
     named: Option<&'static str>,
-    /// The policy in force: null before first use, else a pointer from
-    /// `Box::leak`, never freed.
-    current: AtomicPtr<Resolved>,
+    /// The policy in force: empty before first use.
+    current: ArcSwapOption<Resolved>,
     /// The registry generation `current` was resolved at, plus one (zero:
     /// never resolved).
     resolved_at: AtomicU64,
-    /// Every policy this site ever used, so that returning to earlier
-    /// settings reuses one. Also serialises resolutions.
-    history: RwLock<Vec<&'static Resolved>>,
+    /// The policies this site used before, while calls still hold them, so
+    /// that returning to earlier settings reuses one. Also serialises
+    /// resolutions.
+    history: RwLock<Vec<Weak<PolicyInner>>>,
 }
 
 impl Site {
     /// A call site with these settings.
     #[must_use]
+    #[cfg(not(all(test, buttress_loom)))]
     pub const fn new(config: PolicyConfig) -> Self {
-        Self {
-            config,
-            named: None,
-            current: AtomicPtr::new(std::ptr::null_mut()),
-            resolved_at: AtomicU64::new(0),
-            history: RwLock::new(Vec::new()),
-        }
+        Self::with_name(None, config)
     }
 
     /// A call site using the registry's policy `name` when one is defined
     /// ([`Registry::define_policy`], or `policies.<name>` in a loaded
     /// configuration file), and these inline settings otherwise.
     #[must_use]
+    #[cfg(not(all(test, buttress_loom)))]
     pub const fn named(name: &'static str, config: PolicyConfig) -> Self {
+        Self::with_name(Some(name), config)
+    }
+
+    #[cfg(not(all(test, buttress_loom)))]
+    const fn with_name(named: Option<&'static str>, config: PolicyConfig) -> Self {
         Self {
             config,
-            named: Some(name),
-            current: AtomicPtr::new(std::ptr::null_mut()),
+            named,
+            current: ArcSwapOption::const_empty(),
             resolved_at: AtomicU64::new(0),
             history: RwLock::new(Vec::new()),
         }
     }
 
-    /// The site's policy, bound to the global registry.
+    /// Loom's atomics are not `const`: the models build sites at run time.
+    #[cfg(all(test, buttress_loom))]
+    pub(crate) fn with_name(named: Option<&'static str>, config: PolicyConfig) -> Self {
+        Self {
+            config,
+            named,
+            current: ArcSwapOption::const_empty(),
+            resolved_at: AtomicU64::new(0),
+            history: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Start a call under the site's policy, bound to the global registry.
     ///
     /// # Errors
     /// The configuration error, if the settings are invalid (the macro
     /// checks them at compile time, so this is a safety net).
     #[inline]
-    pub fn policy(&'static self) -> Result<&'static Policy, Error> {
-        let registry = Registry::global();
+    pub fn call<T, E>(&'static self) -> Result<Call<'static, T, E>, Error>
+    where
+        E: Classify + From<Error>,
+    {
+        self.call_in(Registry::global())
+    }
+
+    #[inline]
+    pub(crate) fn call_in<T, E>(
+        &'static self,
+        registry: &Registry,
+    ) -> Result<Call<'static, T, E>, Error>
+    where
+        E: Classify + From<Error>,
+    {
         let generation = registry.generation();
-        let resolved = if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
-            let current = self.current.load(Ordering::Acquire);
-            // SAFETY: `current` is set (before `resolved_at`, with release
-            // ordering) only to pointers from `Box::leak`, which are valid
-            // and shared-only for the rest of the process.
-            unsafe { current.as_ref() }
-        } else {
-            None
-        };
-        match resolved.unwrap_or_else(|| self.resolve(registry)) {
-            Ok(policy) => Ok(policy),
+        if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
+            // `current` is stored before `resolved_at` (release), so the
+            // stamp read above (acquire) makes it visible.
+            if let Some(resolved) = &*self.current.load() {
+                return self.start(resolved);
+            }
+        }
+        let resolved = self.resolve(registry);
+        self.start(&resolved)
+    }
+
+    #[inline]
+    fn start<T, E>(&self, resolved: &Resolved) -> Result<Call<'static, T, E>, Error>
+    where
+        E: Classify + From<Error>,
+    {
+        match resolved {
+            Ok(policy) => Ok(Call::holding(Arc::clone(&policy.inner))),
             Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn resolve(&'static self, registry: &Registry) -> &'static Resolved {
+    fn resolve(&'static self, registry: &Registry) -> Arc<Resolved> {
         let mut history = self.history.write();
         loop {
             let generation = registry.generation();
             let resolved = self.resolve_at(registry, &mut history);
-            // Most recently used last: `history.last()` is the policy in force.
-            history.retain(|r| !std::ptr::eq(*r, resolved));
-            history.push(resolved);
             if registry.generation() != generation {
                 continue; // settings changed while resolving: resolve again
             }
-            self.current
-                .store(std::ptr::from_ref(resolved).cast_mut(), Ordering::Release);
+            let replaced = self.current.swap(Some(Arc::clone(&resolved)));
             self.resolved_at
                 .store(generation.wrapping_add(1), Ordering::Release);
+            if let Some(Ok(old)) = replaced.as_deref() {
+                if !(*resolved)
+                    .as_ref()
+                    .is_ok_and(|new| Arc::ptr_eq(&new.inner, &old.inner))
+                {
+                    history.push(Arc::downgrade(&old.inner));
+                }
+            }
+            // Forget the policies no call holds any more.
+            history.retain(|earlier| earlier.strong_count() > 0);
             return resolved;
         }
     }
@@ -174,12 +217,12 @@ impl Site {
     fn resolve_at(
         &self,
         registry: &Registry,
-        history: &mut Vec<&'static Resolved>,
-    ) -> &'static Resolved {
-        let current = history.last().copied();
+        history: &mut Vec<Weak<PolicyInner>>,
+    ) -> Arc<Resolved> {
+        let current = self.current.load_full();
         let mut config = registry.settings_for(&self.config, self.named);
         if let Err(e) = config.validate() {
-            let keep = current.filter(|c| c.is_ok());
+            let keep = current.clone().filter(|c| c.is_ok());
             tracing::warn!(
                 provider = &*self.config.provider,
                 operation = &*self.config.operation,
@@ -193,22 +236,25 @@ impl Site {
             config = self.config.clone();
         }
         let provider = registry.get(&config.provider);
-        let same = |r: &&'static Resolved| match r {
-            Ok(policy) => {
-                policy.inner.config == config
-                    && provider
-                        .as_ref()
-                        .is_some_and(|p| Arc::ptr_eq(p, &policy.inner.provider))
-            }
-            Err(_) => false,
+        let same = |inner: &PolicyInner| {
+            inner.config == config
+                && provider
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, &inner.provider))
         };
-        if let Some(found) = history.iter().rev().find(|r| same(r)) {
-            return found;
+        if let Some(current) = current.filter(|c| (**c).as_ref().is_ok_and(|p| same(&p.inner))) {
+            return current;
         }
-        let resolved: &'static Resolved =
-            Box::leak(Box::new(Policy::from_config(config, registry)));
-        history.push(resolved);
-        resolved
+        if let Some(index) = history
+            .iter()
+            .rposition(|earlier| earlier.upgrade().is_some_and(|inner| same(&inner)))
+        {
+            let earlier = history.remove(index);
+            if let Some(inner) = earlier.upgrade() {
+                return Arc::new(Ok(Policy { inner }));
+            }
+        }
+        Arc::new(Policy::from_config(config, registry))
     }
 }
 
@@ -222,7 +268,7 @@ where
     R: IsResult,
     R::Err: ResilientError,
 {
-    Ok(site.policy()?.call())
+    site.call()
 }
 
 /// Like [`begin`], for return types that cannot be named (`impl Trait`).
@@ -234,7 +280,7 @@ pub fn begin_inferred<T, E>(site: &'static Site) -> Result<Call<'static, T, E>, 
 where
     E: ResilientError,
 {
-    Ok(site.policy()?.call())
+    site.call()
 }
 
 /// Start a logical call under a policy given as an expression

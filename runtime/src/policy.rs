@@ -487,6 +487,26 @@ pub(crate) struct PolicyInner {
     pub(crate) latency: Option<LatencyTracker>,
 }
 
+/// Policies alive in the process (each `Policy` built, until the last
+/// clone and the last call holding it are gone).
+static LIVE_POLICIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many policies are alive in the process: built and not yet freed
+/// (every clone and every call holding one gone). A call site's replaced
+/// policy is freed once its last call ends, so this stays flat however
+/// often a configuration is reloaded.
+#[doc(hidden)]
+#[must_use]
+pub fn live_policies() -> usize {
+    LIVE_POLICIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for PolicyInner {
+    fn drop(&mut self) {
+        LIVE_POLICIES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl PolicyInner {
     /// The timeout of the next attempt of a call whose adaptive timeout
     /// already cut `cut` of its attempts: the fixed one, or the adaptive
@@ -551,6 +571,7 @@ impl Policy {
             };
             LatencyTracker::new(adaptive, config.timeout.unwrap_or(adaptive.max))
         });
+        LIVE_POLICIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             inner: Arc::new(PolicyInner {
                 config,

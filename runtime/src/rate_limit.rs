@@ -15,7 +15,7 @@
 //! compare-and-swap per admission; the precise clock is read only when a
 //! call has to wait.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;

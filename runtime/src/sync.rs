@@ -40,3 +40,15 @@ impl<T> RwLock<T> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// The atomics of the lock-free state (the breaker's word, the bulkhead's
+/// slots, the retry budget, the rate limiter's GCRA word, the registry's
+/// generation): the standard library's, or loom's when the crate's unit
+/// tests are built with `--cfg buttress_loom` to model-check them
+/// (`scripts/loom`).
+pub(crate) mod atomic {
+    #[cfg(all(test, buttress_loom))]
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    #[cfg(not(all(test, buttress_loom)))]
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+}

@@ -35,8 +35,8 @@ mod window;
 
 pub use window::{WindowCounts, TIME_BUCKETS};
 
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
