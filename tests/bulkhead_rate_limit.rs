@@ -157,6 +157,59 @@ async fn a_cancelled_call_returns_its_slot() {
         .unwrap();
 }
 
+/// Waiters dropped mid-wait (a caller's own timeout, a cancelled request)
+/// take nothing with them: no slot, and no wake-up a live waiter needed.
+#[tokio::test(start_paused = true)]
+async fn waiters_dropped_mid_wait_leak_nothing() {
+    let p = Arc::new(bulkhead_policy("bulkhead-drop-waiters", 1, ms(1_000)));
+    let release = Arc::new(Notify::new());
+    let holder = {
+        let (p, release) = (p.clone(), release.clone());
+        tokio::spawn(async move {
+            p.run(|| async {
+                release.notified().await;
+                Ok::<_, ProviderError>(())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(ms(1)).await;
+    // Fifty callers queue for the slot; forty-nine are dropped mid-wait,
+    // interleaved with the one that stays.
+    let mut cancelled = Vec::new();
+    for _ in 0..49 {
+        let p = p.clone();
+        cancelled.push(tokio::spawn(async move {
+            p.run(|| async { Ok::<_, ProviderError>(()) }).await
+        }));
+    }
+    let live = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let asked = tokio::time::Instant::now();
+            p.run(|| async { Ok::<_, ProviderError>(()) })
+                .await
+                .unwrap();
+            asked.elapsed()
+        })
+    };
+    tokio::time::sleep(ms(10)).await;
+    for task in &cancelled {
+        task.abort();
+    }
+    tokio::time::sleep(ms(10)).await;
+    release.notify_one();
+    holder.await.unwrap().unwrap();
+    // The live waiter gets the slot as soon as it is freed, not at the end
+    // of its wait: the dropped waiters did not swallow its wake-up.
+    let waited = live.await.unwrap();
+    assert!(waited < ms(100), "the live waiter waited {waited:?}");
+    assert_eq!(p.shared().bulkhead().unwrap().in_flight(), 0);
+    // And the slot is free for the next caller at once.
+    let next = tokio::time::timeout(ms(1), p.run(|| async { Ok::<_, ProviderError>(()) }));
+    next.await.expect("no wait").unwrap();
+}
+
 #[test]
 fn concurrency_never_exceeds_the_limit_under_real_threads() {
     let rt = tokio::runtime::Builder::new_multi_thread()

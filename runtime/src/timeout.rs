@@ -427,4 +427,70 @@ mod tests {
             });
         });
     }
+    /// The pool under stress, where loom cannot go (tokio's timers): four
+    /// worker threads, tasks that migrate between them mid-attempt (so a
+    /// timer armed on one thread is returned to another's pool), attempts
+    /// that finish first and attempts cut by their timeout, interleaved, and
+    /// a second runtime driven by the same threads' successor. Every
+    /// attempt ends as it must: a body that finishes is never cut (its
+    /// timeout is an hour), a body that never finishes is cut no earlier
+    /// than its timeout, and nothing hangs (a timer re-armed under a
+    /// runtime that does not drive it would never fire).
+    #[test]
+    fn the_pool_holds_under_migrating_tasks_on_many_threads() {
+        const TASKS: usize = 16;
+        const ATTEMPTS: usize = 400;
+        const CUT_EVERY: usize = 20;
+        let short = Duration::from_millis(2);
+        on_own_thread(move || {
+            for round in 0..2 {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(4)
+                    .enable_time()
+                    .build()
+                    .expect("a multi-thread runtime");
+                let (done, cut) = runtime.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for task in 0..TASKS {
+                        set.spawn(async move {
+                            let (mut done, mut cut) = (0, 0);
+                            for i in 0..ATTEMPTS {
+                                if (i + task + round) % CUT_EVERY == 0 {
+                                    let start = Instant::now();
+                                    let finished =
+                                        attempt(std::future::pending::<u32>(), short).await;
+                                    assert!(matches!(finished, Finished::TimedOut));
+                                    assert!(start.elapsed() >= short, "cut before its timeout");
+                                    cut += 1;
+                                } else {
+                                    let body = async {
+                                        // Yield twice: the task may move to
+                                        // another worker mid-attempt.
+                                        tokio::task::yield_now().await;
+                                        tokio::task::yield_now().await;
+                                        7
+                                    };
+                                    let finished = attempt(body, Duration::from_secs(3600)).await;
+                                    assert!(matches!(finished, Finished::Done(7)));
+                                    done += 1;
+                                }
+                            }
+                            (done, cut)
+                        });
+                    }
+                    let (mut done, mut cut) = (0, 0);
+                    while let Some(result) = set.join_next().await {
+                        let (d, c) = result.expect("no attempt panicked");
+                        done += d;
+                        cut += c;
+                    }
+                    (done, cut)
+                });
+                assert_eq!(done + cut, TASKS * ATTEMPTS);
+                assert_eq!(cut, TASKS * ATTEMPTS / CUT_EVERY);
+                // The workers' pools go with their threads.
+                runtime.shutdown_timeout(Duration::from_secs(10));
+            }
+        });
+    }
 }

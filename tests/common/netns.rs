@@ -105,6 +105,40 @@ impl Netns {
         ip(&["-n", &self.name, "link", "set", &self.ns_if, "up"]).expect("link up");
     }
 
+    /// Limit what the namespace sends to the root side (the provider's
+    /// answers) to `rate` (a `tc` rate: `64kbit`, `1mbit`) with a token
+    /// bucket (`tc qdisc … tbf`) on the namespace's end of the link. An
+    /// 8 KiB burst passes at once; beyond it, bytes leave at `rate`, and
+    /// what would queue for more than 100 ms is dropped (TCP resends it).
+    /// `Err` says why it cannot (no `tc`, no `sch_tbf`).
+    pub fn limit_bandwidth(&self, rate: &str) -> Result<(), String> {
+        let out = self
+            .command("tc")
+            .args(["qdisc", "replace", "dev", &self.ns_if, "root", "tbf"])
+            .args(["rate", rate, "burst", "8kb", "latency", "100ms"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("`tc` cannot run in the namespace: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`tc qdisc replace dev {} root tbf rate {rate}` failed: {}",
+                self.ns_if,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Remove a bandwidth limit set by [`limit_bandwidth`](Self::limit_bandwidth).
+    pub fn unlimit_bandwidth(&self) {
+        let _ = self
+            .command("tc")
+            .args(["qdisc", "del", "dev", &self.ns_if, "root"])
+            .stdin(Stdio::null())
+            .output();
+    }
+
     /// A command that runs inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
