@@ -509,7 +509,9 @@ pub struct Breaker {
     times_opened: AtomicU64,
     /// When the state last changed, in nanoseconds since `base`.
     changed_at: AtomicU64,
-    listeners: RwLock<Vec<Listener>>,
+    /// Transition listeners, each with the key it replaces by (`None`:
+    /// kept for the breaker's life).
+    listeners: RwLock<Vec<(Option<Box<str>>, Listener)>>,
 }
 
 impl fmt::Debug for Breaker {
@@ -680,7 +682,27 @@ impl Breaker {
     /// Call `listener` on every state change of this breaker. Listeners run
     /// on the task that caused the transition; keep them short.
     pub fn on_transition(&self, listener: impl Fn(&BreakerEvent) + Send + Sync + 'static) {
-        self.listeners.write().push(Arc::new(listener));
+        self.listeners.write().push((None, Arc::new(listener)));
+    }
+
+    /// Like [`on_transition`](Self::on_transition), replacing the listener
+    /// registered earlier under the same `key`: the metrics of a call
+    /// site, registered again by each policy a reload gives it, keep one
+    /// listener per operation instead of one per policy ever built.
+    pub(crate) fn on_transition_keyed(
+        &self,
+        key: &str,
+        listener: impl Fn(&BreakerEvent) + Send + Sync + 'static,
+    ) {
+        let mut listeners = self.listeners.write();
+        let listener: Listener = Arc::new(listener);
+        match listeners
+            .iter_mut()
+            .find(|(k, _)| k.as_deref() == Some(key))
+        {
+            Some(entry) => entry.1 = listener,
+            None => listeners.push((Some(key.into()), listener)),
+        }
     }
 
     fn now_nanos(&self) -> u64 {
@@ -1026,7 +1048,7 @@ impl Breaker {
             to,
             reason,
         };
-        for listener in listeners.iter() {
+        for (_, listener) in listeners.iter() {
             listener(&event);
         }
     }
@@ -1035,6 +1057,32 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call site's metrics register a state listener with each policy a
+    /// reload gives it: under one key, the last replaces the others, so a
+    /// transition is told once, not once per policy ever built.
+    #[test]
+    fn keyed_listeners_replace_each_other() {
+        let breaker = Breaker::new("keyed", BreakerConfig::new().with_consecutive_failures(1));
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..100 {
+            let told = told.clone();
+            breaker.on_transition_keyed("op", move |_| {
+                told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let other = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let other = other.clone();
+            breaker.on_transition_keyed("other-op", move |_| {
+                other.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        breaker.force_open();
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(other.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(breaker.listeners.read().len(), 2);
+    }
 
     #[test]
     fn thresholds_are_exact_for_written_rates() {

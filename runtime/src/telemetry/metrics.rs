@@ -48,7 +48,9 @@ impl SiteMetrics {
         };
         let state: Gauge = gauge!("buttress_breaker_state", &labels());
         state.set(f64::from(super::breaker_state_code(breaker.state())));
-        breaker.on_transition(move |event| {
+        // One listener per operation: a reload's new policy for the call
+        // site replaces the old one's.
+        breaker.on_transition_keyed(&operation, move |event| {
             state.set(f64::from(super::breaker_state_code(event.to)));
         });
         let with = |key: &'static str, value: &'static str| {
