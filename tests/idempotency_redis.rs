@@ -306,6 +306,91 @@ const EXPECTED: &[&str] = &[
     "completed taken over",
 ];
 
+/// Each request may be sent twice (after a dropped connection the store
+/// sends it again, not knowing whether the first reached the server): the
+/// second sending of a claim, a completion or a release changes nothing
+/// the first did, and a claim sent again is not taken for another holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_sent_twice_means_what_it_meant_once() {
+    let Some(url) = services::redis_url().await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let prefix = unique_prefix("resend");
+    let store = RedisStore::connect(&url)
+        .await
+        .unwrap()
+        .with_prefix(prefix.clone());
+    let lease = Duration::from_secs(10);
+    let first = store
+        .claim_marked(request("k", None, lease), "claim-one")
+        .await
+        .unwrap();
+    let Claim::Acquired { fence } = first else {
+        panic!("a fresh key is acquired, got {first:?}");
+    };
+    // The same claim again: still this holder's, with the same fence.
+    assert_eq!(
+        store
+            .claim_marked(request("k", None, lease), "claim-one")
+            .await
+            .unwrap(),
+        Claim::Acquired { fence }
+    );
+    // Another claim: in flight.
+    assert!(matches!(
+        store
+            .claim_marked(request("k", None, lease), "claim-two")
+            .await
+            .unwrap(),
+        Claim::InFlight { .. }
+    ));
+    // A completion sent twice is stored once; the second is reported as
+    // not stored (as `MemoryStore` does), and changes nothing.
+    let ttl = Duration::from_secs(60);
+    assert!(store.complete("k", fence, b"receipt", ttl).await.unwrap());
+    assert!(!store.complete("k", fence, b"other", ttl).await.unwrap());
+    // The claim sent again after the completion does not reopen the key.
+    assert_eq!(
+        store
+            .claim_marked(request("k", None, lease), "claim-one")
+            .await
+            .unwrap(),
+        Claim::Completed {
+            record: b"receipt".to_vec()
+        }
+    );
+    // A release sent twice releases once; a later holder's key is not
+    // released by the old fence.
+    let Claim::Acquired { fence: f2 } = store
+        .claim_marked(request("r", None, lease), "release-one")
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh key is acquired");
+    };
+    store.release("r", f2).await.unwrap();
+    store.release("r", f2).await.unwrap();
+    let Claim::Acquired { fence: f3 } = store
+        .claim_marked(request("r", None, lease), "release-two")
+        .await
+        .unwrap()
+    else {
+        panic!("a released key is acquired again");
+    };
+    assert!(f3 > f2);
+    store.release("r", f2).await.unwrap();
+    assert!(matches!(
+        store
+            .claim_marked(request("r", None, lease), "release-three")
+            .await
+            .unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert!(!store.complete("r", f2, b"stale", ttl).await.unwrap());
+    cleanup(&url, &prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantics_match_the_memory_store() {
     let Some(url) = services::redis_url().await else {

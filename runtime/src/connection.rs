@@ -175,6 +175,18 @@ pub(crate) mod redis {
         }
     }
 
+    /// Whether a request that failed with `e` may be sent again at once:
+    /// the connection it went out on had died (the server restarted, or the
+    /// link dropped while the connection sat idle), and the connection
+    /// manager is reconnecting. Only for requests whose second sending
+    /// cannot do anything the first did not (an idempotency claim carries
+    /// its own mark, completions and releases are fenced; dead-letter
+    /// pushes are keyed by entry id). A refused connection (the server is still down)
+    /// is not sent again.
+    pub(crate) fn worth_resending(e: &redis::RedisError) -> bool {
+        e.is_connection_dropped() && !e.is_connection_refusal()
+    }
+
     /// A reconnecting connection to the Redis server at `url`, waiting at
     /// most `timeout` per connection attempt, and the server's URL without
     /// its password. `what` names the user in messages ("the idempotency

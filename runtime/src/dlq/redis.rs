@@ -185,7 +185,19 @@ impl RedisSink {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, SinkError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+        let exchange = async {
+            match invocation.invoke_async(&mut connection).await {
+                // The connection had died (a restart while it sat idle):
+                // the manager reconnects; a push is keyed by the entry's id
+                // and the other scripts write what they wrote, so sending
+                // again changes nothing the first sending did.
+                Err(e) if crate::connection::redis::worth_resending(&e) => {
+                    invocation.invoke_async(&mut connection).await
+                }
+                answer => answer,
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(SinkError::unavailable(format!(
                 "Redis at {} failed to {what} for the dead-letter sink: {e}; check that Redis \

@@ -60,6 +60,7 @@
 //! | `lease_until` | when the current claim's lease ends, in milliseconds of the server's clock |
 //! | `fp` | the argument fingerprint as a decimal string, empty without one |
 //! | `record` | the stored result (only while `done`) |
+//! | `nonce` | the current claim's own mark (random, per claim), so that the claim sent again after a dropped connection is recognised as the same claim |
 //!
 //! A claim that takes the key sets its expiry (`PEXPIRE`) to the larger of
 //! the TTL and the lease, so the key — and with it the fence — outlives the
@@ -90,15 +91,19 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// KEYS[1]: the key's hash. ARGV: lease (ms), retention (ms), fingerprint
-/// (decimal, empty for none). Replies `{1, fence}` acquired, `{2, ms}` in
-/// flight for `ms` more, `{3, record}` completed, `{4}` fingerprint
-/// mismatch, `{0, reason}` unreadable contents.
+/// (decimal, empty for none), the claim's nonce. Replies `{1, fence}`
+/// acquired (also to the same claim sent again: same nonce, key still in
+/// flight), `{2, ms}` in flight for `ms` more, `{3, record}` completed,
+/// `{4}` fingerprint mismatch, `{0, reason}` unreadable contents.
 const CLAIM_LUA: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'fp', 'record')
+local h = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'fp', 'record', 'nonce', 'fence')
 local state = h[1]
+if state == 'flight' and ARGV[4] and ARGV[4] ~= '' and h[5] == ARGV[4] then
+  return {1, tonumber(h[6])}
+end
 if state then
   local mismatch = ARGV[3] ~= '' and h[3] and h[3] ~= '' and h[3] ~= ARGV[3]
   if state == 'done' then
@@ -116,14 +121,16 @@ if state then
 end
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 redis.call('HSET', KEYS[1], 'state', 'flight',
-  'lease_until', string.format('%.0f', now + tonumber(ARGV[1])), 'fp', ARGV[3])
+  'lease_until', string.format('%.0f', now + tonumber(ARGV[1])), 'fp', ARGV[3], 'nonce', ARGV[4])
 redis.call('HDEL', KEYS[1], 'record')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, fence}
 ";
 
 /// KEYS[1]: the key's hash. ARGV: fence, record, TTL (ms). Replies 1 when
-/// stored, 0 when `fence` no longer holds the key.
+/// stored, 0 when `fence` no longer holds the key (also to a completion
+/// sent again after the first was stored: the store then reports the
+/// record as not stored, the safe side; it is, once).
 const COMPLETE_LUA: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'state', 'fence')
 if h[1] ~= 'flight' or h[2] ~= ARGV[1] then return 0 end
@@ -193,7 +200,8 @@ struct Shared {
 /// `{prefix}{key}` layout are not found: upgrade every replica at once, or
 /// let the old version run out the TTL first), with the fields `state` (`flight`, `done` or `free`), `fence`,
 /// `lease_until` (server milliseconds), `fp` (the fingerprint in decimal,
-/// empty without one) and `record` (the stored result); it expires after
+/// empty without one), `record` (the stored result) and `nonce` (the
+/// current claim's mark, for a claim sent again); it expires after
 /// the larger of the TTL and the lease once claimed, after the TTL once
 /// completed. Redis's durability is the limit: a failover with asynchronous
 /// replication, or a restart without persistence, can lose recent claims and
@@ -309,13 +317,23 @@ impl RedisStore {
         let name = self.key_name(key);
         let keys = [name.as_bytes()];
         let mut connection = self.connection.clone();
-        let exchange = crate::connection::redis::eval(
-            &mut connection,
-            lua,
-            &keys,
-            args,
-            &self.shared.round_trips,
-        );
+        let round_trips = &self.shared.round_trips;
+        let exchange = async {
+            match crate::connection::redis::eval(&mut connection, lua, &keys, args, round_trips)
+                .await
+            {
+                // The connection had died (a restart while it sat idle):
+                // the manager reconnects, and sending again is safe: a claim
+                // recognises its own mark, a completion or a release sent
+                // twice changes nothing the first did (a completion that
+                // had landed is reported as not stored, the safe side).
+                Err(e) if crate::connection::redis::worth_resending(&e) => {
+                    crate::connection::redis::eval(&mut connection, lua, &keys, args, round_trips)
+                        .await
+                }
+                answer => answer,
+            }
+        };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.failure(lua.name, &e)),
@@ -327,6 +345,37 @@ impl RedisStore {
                 ),
             )),
         }
+    }
+
+    /// [`claim`](IdempotencyStore::claim) with the claim's mark given:
+    /// the same claim sent twice (a resend after a dropped connection)
+    /// gets `Acquired` with the same fence both times. Not public API: for
+    /// the tests of that resend.
+    #[doc(hidden)]
+    pub async fn claim_marked(
+        &self,
+        request: ClaimRequest<'_>,
+        nonce: &str,
+    ) -> Result<Claim, StoreError> {
+        let lease = millis(request.lease);
+        let retention = millis(request.ttl).max(lease).max(1);
+        let fingerprint = request
+            .fingerprint
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        let reply = self
+            .eval(
+                &CLAIM,
+                request.key,
+                &[
+                    lease.to_string().as_bytes(),
+                    retention.to_string().as_bytes(),
+                    fingerprint.as_bytes(),
+                    nonce.as_bytes(),
+                ],
+            )
+            .await?;
+        self.parse_claim(reply)
     }
 
     fn failure(&self, operation: &str, e: &RedisError) -> StoreError {
@@ -424,24 +473,11 @@ impl RedisStore {
 
 impl IdempotencyStore for RedisStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
-        let lease = millis(request.lease);
-        let retention = millis(request.ttl).max(lease).max(1);
-        let fingerprint = request
-            .fingerprint
-            .map(|f| f.to_string())
-            .unwrap_or_default();
-        let reply = self
-            .eval(
-                &CLAIM,
-                request.key,
-                &[
-                    lease.to_string().as_bytes(),
-                    retention.to_string().as_bytes(),
-                    fingerprint.as_bytes(),
-                ],
-            )
-            .await?;
-        self.parse_claim(reply)
+        // This claim's own mark, so that the claim sent again after a
+        // dropped connection is recognised as this one (`Acquired` with the
+        // same fence), not taken for another holder's.
+        let nonce = uuid::Uuid::now_v7().simple().to_string();
+        self.claim_marked(request, &nonce).await
     }
 
     async fn complete(
