@@ -1283,3 +1283,198 @@ async fn a_partitioned_postgres_store_fails_within_its_timeout_and_works_again_a
         Ok(Claim::InFlight { .. })
     ));
 }
+
+/// What the book promises of `on_store_error` when the idempotency store is
+/// cut off by a partition (not killed): by default a call fails closed with
+/// `Error::Store` within the store's timeout, without calling the provider;
+/// with `OnStoreError::Proceed` it calls the provider without local
+/// deduplication; once the link is back, a completed key replays its stored
+/// result and a key that failed closed runs once.
+#[tokio::test]
+async fn on_store_error_under_a_redis_partition_behaves_as_documented() {
+    use buttress::idempotency::{DedupOptions, OnStoreError, RedisStore};
+    const K1: &str = "netfault-store-k1";
+    const K2: &str = "netfault-store-k2";
+    const K3: &str = "netfault-store-k3";
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let port = 6379;
+    let child = ns
+        .command("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            &ns.ns_addr,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let _server = match child {
+        Ok(c) => Server(c),
+        Err(e) => return skip_or_fail(&format!("redis-server cannot run: {e}")),
+    };
+    let redis_url = format!("redis://{}:{port}/", ns.ns_addr);
+    let store_timeout = ms(200);
+    let up = Instant::now();
+    let store = loop {
+        if let Ok(s) = RedisStore::connect(&redis_url).await {
+            break s.with_timeout(store_timeout);
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "redis never answered at {redis_url}"
+        );
+        tokio::time::sleep(ms(20)).await;
+    };
+    let provider = HttpProvider::start().await;
+    let url = format!("http://{}/charge", provider.addr);
+    let client = fresh_client();
+    let policy = Policy::builder("netfault-on-store-error")
+        .timeout(ms(1000))
+        .deadline(ms(2000))
+        .retry(RetryConfig::off())
+        .no_breaker()
+        .build_in(registry())
+        .expect("valid policy");
+    // A short lease: a claim that timed out during the partition is still in
+    // the connection's send queue, so TCP may deliver it once the link is
+    // back, and it then holds its key for this long.
+    let fail_closed = DedupOptions::new().with_lease(Duration::from_secs(1));
+    let proceed = fail_closed.with_on_store_error(OnStoreError::Proceed);
+    let log = Attempts::default();
+    let call = |key: &'static str, options: DedupOptions| {
+        let (policy, store, client, url, log) = (&policy, &store, &client, &url, &log);
+        async move {
+            policy
+                .run_idempotent(store, key, &options, || charge(client, url, log))
+                .await
+        }
+    };
+    let once = KeyLog {
+        requests: 1,
+        effects: 1,
+    };
+
+    // 1. Before the partition: K1 runs once and its result is stored.
+    let first = call(K1, fail_closed)
+        .await
+        .expect("K1 before the partition");
+    assert_eq!(first.key, K1);
+    assert_eq!(first.effects, 1);
+    assert_eq!(provider.log(K1), once);
+    assert_eq!(endings(&log.take()), ["ok"]);
+
+    // 2. Partition. Fail closed (the default): a store error within the
+    // store's timeout, and the provider is never called.
+    ns.partition();
+    assert_eq!(
+        DedupOptions::new(),
+        DedupOptions::new().with_on_store_error(OnStoreError::FailClosed),
+        "failing closed is the default"
+    );
+    let started = Instant::now();
+    let err = call(K2, fail_closed)
+        .await
+        .expect_err("a fail-closed call cannot claim K2 across a downed link");
+    let took = started.elapsed();
+    eprintln!("fail-closed call failed after {took:?}: {err}");
+    assert_eq!(err.reason(), Some("store"), "{err:?}");
+    let ApiError::Resilience(buttress::Error::Store { message, .. }) = &err else {
+        panic!("a store failure is Error::Store, got {err:?}");
+    };
+    assert!(message.contains("Redis at"), "names the store: {message}");
+    assert!(!message.contains(K2), "the key in clear in {message}");
+    assert!(
+        took < store_timeout + ms(150),
+        "a fail-closed call outlived the {store_timeout:?} store timeout by more than 150 ms: {took:?}"
+    );
+    assert_eq!(
+        provider.log(K2),
+        KeyLog::default(),
+        "the provider was called"
+    );
+    assert!(log.take().is_empty(), "no attempt ran for K2");
+
+    // Proceed: the claim fails the same way, then the provider is called
+    // without local deduplication.
+    let started = Instant::now();
+    let receipt = call(K3, proceed)
+        .await
+        .unwrap_or_else(|e| panic!("a proceeding call reaches the provider: {e:?}"));
+    let took = started.elapsed();
+    eprintln!("proceeding call succeeded after {took:?}");
+    assert_eq!(receipt.key, K3);
+    assert_eq!(receipt.effects, 1);
+    assert_eq!(provider.log(K3), once);
+    let attempts = log.take();
+    assert_eq!(endings(&attempts), ["ok"]);
+    assert_eq!(&*the_key(&attempts), K3, "the provider got the call's key");
+    assert!(
+        took < store_timeout + ms(500),
+        "a proceeding call waits for the store's {store_timeout:?} timeout, then the provider on the loopback, not {took:?}"
+    );
+
+    // 3. Heal: K1 replays its stored result (no new request), and K2, which
+    // failed closed, now runs once.
+    ns.heal();
+    let healed = Instant::now();
+    let mut store_failures = 0;
+    let replay = loop {
+        match call(K1, fail_closed).await {
+            Ok(replay) => break replay,
+            Err(e) => {
+                assert_eq!(e.reason(), Some("store"), "{e:?}");
+                store_failures += 1;
+            }
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "K1 did not replay within 5 s of heal()"
+        );
+        tokio::time::sleep(ms(20)).await;
+    };
+    eprintln!(
+        "K1 replayed {:?} after heal ({store_failures} store failures first)",
+        healed.elapsed()
+    );
+    assert_eq!(replay.key, K1);
+    assert_eq!(replay.effects, 1);
+    assert_eq!(replay.pad.len(), PAD, "the stored receipt is whole");
+    assert_eq!(provider.log(K1), once, "the replay called the provider");
+    assert!(log.take().is_empty(), "no attempt ran for the replay");
+
+    // The K2 claim that timed out may reach Redis now and hold K2 for its
+    // 1 s lease: wait it out.
+    let second = loop {
+        match call(K2, fail_closed.with_wait(Duration::from_secs(3))).await {
+            Ok(second) => break second,
+            Err(e) => assert_eq!(e.reason(), Some("store"), "{e:?}"),
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "K2 did not run within 5 s of heal()"
+        );
+        tokio::time::sleep(ms(20)).await;
+    };
+    let ran_after = healed.elapsed();
+    eprintln!("K2 ran {ran_after:?} after heal");
+    assert!(
+        ran_after < Duration::from_secs(5),
+        "K2 did not run within 5 s of heal(): {ran_after:?}"
+    );
+    assert_eq!(&*the_key(&log.take()), K2, "one attempt, with K2");
+    assert_eq!(second.key, K2);
+    assert_eq!(second.effects, 1);
+    assert_eq!(provider.log(K2), once, "K2 runs exactly once after heal");
+    assert_eq!(provider.log(K1), once);
+    assert_eq!(provider.log(K3), once);
+}
