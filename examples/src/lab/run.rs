@@ -470,6 +470,15 @@ async fn drive(
         })
         .collect();
 
+    if let Some(dir) = std::env::var_os("BUTTRESS_LAB_TRACE") {
+        trace_samples(
+            std::path::Path::new(&dir),
+            scenario,
+            variant.name(),
+            &samples,
+        );
+    }
+
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
     latencies.sort_unstable();
     let logical = samples.len() as u64;
@@ -700,5 +709,28 @@ mod tests {
             SCENARIOS.len()
         );
         assert_eq!(operations_for(Duration::from_secs(5), 50), 250);
+    }
+}
+
+/// With `BUTTRESS_LAB_TRACE=<dir>`: every operation of a run as a CSV line
+/// (issued and latency in ms, ok, refused locally, abandoned), in
+/// `<dir>/<scenario>-<client>.csv`, to read a tail by eye.
+fn trace_samples(dir: &std::path::Path, scenario: &str, client: &str, samples: &[Sample]) {
+    use std::fmt::Write as _;
+    let mut out = String::from("issued_ms,latency_ms,ok,rejected_locally,abandoned\n");
+    for s in samples {
+        let _ = writeln!(
+            out,
+            "{:.1},{:.1},{},{},{}",
+            s.issued.as_secs_f64() * 1000.0,
+            s.latency.as_secs_f64() * 1000.0,
+            s.ok,
+            s.rejected_locally,
+            s.abandoned
+        );
+    }
+    let path = dir.join(format!("{scenario}-{client}.csv"));
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, out)) {
+        eprintln!("lab: cannot write the trace {}: {e}", path.display());
     }
 }
