@@ -680,6 +680,29 @@ fn round_to(x: f64, decimals: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+/// With `BUTTRESS_LAB_TRACE=<dir>`: every operation of a run as a CSV line
+/// (issued and latency in ms, ok, refused locally, abandoned), in
+/// `<dir>/<scenario>-<client>.csv`, to read a tail by eye.
+fn trace_samples(dir: &std::path::Path, scenario: &str, client: &str, samples: &[Sample]) {
+    use std::fmt::Write as _;
+    let mut out = String::from("issued_ms,latency_ms,ok,rejected_locally,abandoned\n");
+    for s in samples {
+        let _ = writeln!(
+            out,
+            "{:.1},{:.1},{},{},{}",
+            s.issued.as_secs_f64() * 1000.0,
+            s.latency.as_secs_f64() * 1000.0,
+            s.ok,
+            s.rejected_locally,
+            s.abandoned
+        );
+    }
+    let path = dir.join(format!("{scenario}-{client}.csv"));
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, out)) {
+        eprintln!("lab: cannot write the trace {}: {e}", path.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,28 +732,5 @@ mod tests {
             SCENARIOS.len()
         );
         assert_eq!(operations_for(Duration::from_secs(5), 50), 250);
-    }
-}
-
-/// With `BUTTRESS_LAB_TRACE=<dir>`: every operation of a run as a CSV line
-/// (issued and latency in ms, ok, refused locally, abandoned), in
-/// `<dir>/<scenario>-<client>.csv`, to read a tail by eye.
-fn trace_samples(dir: &std::path::Path, scenario: &str, client: &str, samples: &[Sample]) {
-    use std::fmt::Write as _;
-    let mut out = String::from("issued_ms,latency_ms,ok,rejected_locally,abandoned\n");
-    for s in samples {
-        let _ = writeln!(
-            out,
-            "{:.1},{:.1},{},{},{}",
-            s.issued.as_secs_f64() * 1000.0,
-            s.latency.as_secs_f64() * 1000.0,
-            s.ok,
-            s.rejected_locally,
-            s.abandoned
-        );
-    }
-    let path = dir.join(format!("{scenario}-{client}.csv"));
-    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, out)) {
-        eprintln!("lab: cannot write the trace {}: {e}", path.display());
     }
 }
