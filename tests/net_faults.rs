@@ -14,6 +14,8 @@
 
 #[path = "common/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "common/instances.rs"]
+mod instances;
 #[path = "common/netns.rs"]
 mod netns;
 
@@ -68,6 +70,47 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A Redis (no persistence) inside `ns` on `port`, and a `RedisStore` on
+/// it with `timeout`, once it answers; `Err` when `redis-server` cannot
+/// run here.
+async fn redis_store_in(
+    ns: &Netns,
+    port: u16,
+    timeout: Duration,
+) -> Result<(Server, buttress::idempotency::RedisStore), String> {
+    let child = ns
+        .command("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            &ns.ns_addr,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server cannot run: {e}"))?;
+    let server = Server(child);
+    let url = format!("redis://{}:{port}/", ns.ns_addr);
+    let up = Instant::now();
+    loop {
+        if let Ok(store) = buttress::idempotency::RedisStore::connect(&url).await {
+            return Ok((server, store.with_timeout(timeout)));
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "redis never answered at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -167,45 +210,16 @@ async fn a_partition_fails_calls_within_their_deadline_and_heal_restores_them() 
 
 #[tokio::test]
 async fn a_partitioned_redis_store_fails_within_its_timeout_and_reconnects_after_heal() {
-    use buttress::idempotency::{ClaimRequest, RedisStore};
+    use buttress::idempotency::ClaimRequest;
     use buttress::IdempotencyStore;
     let ns = match Netns::new() {
         Ok(ns) => ns,
         Err(why) => return skip_or_fail(&why),
     };
     let port = 19_000 + (std::process::id() % 1000) as u16;
-    let child = ns
-        .command("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            &ns.ns_addr,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let _server = match child {
-        Ok(c) => Server(c),
-        Err(e) => return skip_or_fail(&format!("redis-server cannot run: {e}")),
-    };
-    let url = format!("redis://{}:{port}/", ns.ns_addr);
-    let up = Instant::now();
-    let store = loop {
-        if let Ok(s) = RedisStore::connect(&url).await {
-            break s.with_timeout(Duration::from_millis(200));
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "redis never answered at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (_server, store) = match redis_store_in(&ns, port, Duration::from_millis(200)).await {
+        Ok(up) => up,
+        Err(why) => return skip_or_fail(&why),
     };
     let claim = |key: &'static str| ClaimRequest {
         key,
@@ -413,6 +427,24 @@ enum Ended {
         what: &'static str,
         message: String,
     },
+}
+
+/// `a` failed (not cut, not a success) with `class`, as one of the reqwest
+/// error kinds `kinds`; `subject` names it in messages.
+fn assert_failed(a: &Attempt, class: ErrorClass, kinds: &[&str], subject: &str) {
+    let Ended::Failed {
+        class: got,
+        what,
+        message,
+    } = &a.ended
+    else {
+        panic!("{subject}: the attempt must fail (not be cut, not succeed): {a:?}");
+    };
+    assert_eq!(*got, class, "{subject}: {message}");
+    assert!(
+        kinds.contains(what),
+        "{subject}: one of {kinds:?} errors, got {what}: {message}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -633,24 +665,13 @@ async fn a_reset_connection_is_retried_when_idempotent_and_the_call_succeeds_onc
         "two resets, then a success: {attempts:?}"
     );
     for a in &attempts[..2] {
-        let Ended::Failed {
-            class,
-            what,
-            message,
-        } = &a.ended
-        else {
-            panic!("a reset attempt fails (not cut, not a success): {a:?}");
-        };
         // The connection was up and the request may have left: reqwest
         // cannot tell whether the provider got it.
-        assert_eq!(
-            *class,
+        assert_failed(
+            a,
             ErrorClass::OutcomeUnknown,
-            "a reset after connecting is OutcomeUnknown: {message}"
-        );
-        assert!(
-            matches!(*what, "request" | "body"),
-            "a reset surfaces as a request or body error, got {what}: {message}"
+            &["request", "body"],
+            "a reset after connecting",
         );
         assert!(
             a.took < ms(250),
@@ -775,22 +796,13 @@ async fn an_answer_cut_mid_body_is_an_error_not_a_success_and_is_retried() {
     eprintln!("cut call: {attempts:?}");
     assert_eq!(attempts.len(), 3, "two cut answers, then a whole one");
     for a in &attempts[..2] {
-        let Ended::Failed {
-            class,
-            what,
-            message,
-        } = &a.ended
-        else {
-            panic!("a truncated body is an error, never a parsed success: {a:?}");
-        };
-        assert_eq!(
-            *class,
+        // The provider was answering, so it acted; the truncated body is
+        // never a parsed success.
+        assert_failed(
+            a,
             ErrorClass::OutcomeUnknown,
-            "the provider was answering, so it acted: {message}"
-        );
-        assert!(
-            matches!(*what, "decode" | "body"),
-            "a truncated body is a decode or body error, got {what}: {message}"
+            &["decode", "body"],
+            "a truncated body",
         );
     }
     assert_eq!(attempts[2].ended, Ended::Ok);
@@ -1097,25 +1109,6 @@ struct NsPostgres {
     started: bool,
 }
 
-/// The newest `/usr/lib/postgresql/<version>/bin` with an `initdb`, or
-/// `BUTTRESS_POSTGRES_BIN`.
-fn postgres_bin() -> Option<std::path::PathBuf> {
-    if let Some(bin) = std::env::var_os("BUTTRESS_POSTGRES_BIN") {
-        return Some(bin.into());
-    }
-    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
-}
-
 fn run_ok(command: &mut std::process::Command, what: &str) -> Result<(), String> {
     let out = command
         .stdin(Stdio::null())
@@ -1137,7 +1130,7 @@ impl NsPostgres {
     /// `initdb` a fresh cluster (as `postgres`) and start it inside `ns`,
     /// listening on `ns.ns_addr:port`; `Err` says why this machine cannot.
     fn start(ns: &Netns, port: u16) -> Result<Self, String> {
-        let bin = postgres_bin().ok_or(
+        let bin = instances::postgres_bin().ok_or(
             "no PostgreSQL server binaries (/usr/lib/postgresql/<version>/bin/initdb; set BUTTRESS_POSTGRES_BIN)",
         )?;
         let dir = std::env::temp_dir().join(format!("buttress-netfault-pg-{}", ns.name));
@@ -1292,7 +1285,7 @@ async fn a_partitioned_postgres_store_fails_within_its_timeout_and_works_again_a
 /// result and a key that failed closed runs once.
 #[tokio::test]
 async fn on_store_error_under_a_redis_partition_behaves_as_documented() {
-    use buttress::idempotency::{DedupOptions, OnStoreError, RedisStore};
+    use buttress::idempotency::{DedupOptions, OnStoreError};
     const K1: &str = "netfault-store-k1";
     const K2: &str = "netfault-store-k2";
     const K3: &str = "netfault-store-k3";
@@ -1301,39 +1294,10 @@ async fn on_store_error_under_a_redis_partition_behaves_as_documented() {
         Err(why) => return skip_or_fail(&why),
     };
     let port = 6379;
-    let child = ns
-        .command("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            &ns.ns_addr,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let _server = match child {
-        Ok(c) => Server(c),
-        Err(e) => return skip_or_fail(&format!("redis-server cannot run: {e}")),
-    };
-    let redis_url = format!("redis://{}:{port}/", ns.ns_addr);
     let store_timeout = ms(200);
-    let up = Instant::now();
-    let store = loop {
-        if let Ok(s) = RedisStore::connect(&redis_url).await {
-            break s.with_timeout(store_timeout);
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "redis never answered at {redis_url}"
-        );
-        tokio::time::sleep(ms(20)).await;
+    let (_server, store) = match redis_store_in(&ns, port, store_timeout).await {
+        Ok(up) => up,
+        Err(why) => return skip_or_fail(&why),
     };
     let provider = HttpProvider::start().await;
     let url = format!("http://{}/charge", provider.addr);

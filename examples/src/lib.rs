@@ -6,6 +6,20 @@ pub mod dlq_tool;
 pub mod lab;
 pub mod provider;
 
+/// This process's resident memory (`VmRSS` in `/proc/self/status`), in
+/// KiB; `None` where there is no such file.
+#[must_use]
+pub fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The book's lab chapter, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/lab.md")]

@@ -32,6 +32,35 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
+/// `n` loom threads running `f(i)`, joined: their results in order.
+fn in_threads<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let f = f.clone();
+            thread::spawn(move || f(i))
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// A caller that takes a slot if it can, and checks that no more than
+/// `max` callers hold one while it does.
+fn hold_a_slot(bulkhead: &Bulkhead, holding: &AtomicUsize, max: usize) {
+    if let Some(permit) = bulkhead.try_acquire() {
+        let now = holding.fetch_add(1, SeqCst) + 1;
+        assert!(
+            now <= max,
+            "{now} callers hold a slot of a bulkhead of {max}"
+        );
+        holding.fetch_sub(1, SeqCst);
+        drop(permit);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Retry budget: tokens are conserved.
 
@@ -45,27 +74,19 @@ fn budget_tokens_are_conserved() {
         let budget = Arc::new(RetryBudget::new(
             BudgetConfig::new().with_cap(1).with_ratio(0.5),
         ));
-        let won = Arc::new(AtomicUsize::new(0));
-        let retries: Vec<_> = (0..2)
-            .map(|_| {
-                let budget = budget.clone();
-                let won = won.clone();
-                thread::spawn(move || {
-                    if budget.try_withdraw() {
-                        won.fetch_add(1, SeqCst);
-                    }
-                })
-            })
-            .collect();
-        let depositor = {
-            let budget = budget.clone();
-            thread::spawn(move || budget.deposit())
-        };
-        for t in retries {
-            t.join().unwrap();
-        }
-        depositor.join().unwrap();
-        let won = won.load(SeqCst);
+        let b = budget.clone();
+        // Two retries and a first attempt's deposit.
+        let won = in_threads(3, move |i| {
+            if i < 2 {
+                b.try_withdraw()
+            } else {
+                b.deposit();
+                false
+            }
+        })
+        .into_iter()
+        .filter(|&w| w)
+        .count();
         let left = budget.tokens();
         // One whole token at the start, half a token deposited at most
         // (and only once the balance is below the cap of one).
@@ -82,22 +103,12 @@ fn budget_tokens_are_conserved() {
 fn budget_never_overdraws() {
     model(|| {
         let budget = Arc::new(RetryBudget::new(BudgetConfig::new().with_cap(2)));
-        let won = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let budget = budget.clone();
-                let won = won.clone();
-                thread::spawn(move || {
-                    if budget.try_withdraw() {
-                        won.fetch_add(1, SeqCst);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(won.load(SeqCst), 2);
+        let b = budget.clone();
+        let won = in_threads(3, move |_| b.try_withdraw())
+            .into_iter()
+            .filter(|&w| w)
+            .count();
+        assert_eq!(won, 2);
         assert_eq!(budget.tokens(), 0.0);
     });
 }
@@ -112,23 +123,8 @@ fn bulkhead_never_exceeds_its_limit_nor_leaks() {
     model(|| {
         let bulkhead = Arc::new(Bulkhead::new(BulkheadConfig::new().with_max_concurrent(1)));
         let holding = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let bulkhead = bulkhead.clone();
-                let holding = holding.clone();
-                thread::spawn(move || {
-                    if let Some(permit) = bulkhead.try_acquire() {
-                        let now = holding.fetch_add(1, SeqCst) + 1;
-                        assert!(now <= 1, "{now} callers hold a slot of a bulkhead of 1");
-                        holding.fetch_sub(1, SeqCst);
-                        drop(permit);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let (b, h) = (bulkhead.clone(), holding);
+        in_threads(2, move |_| hold_a_slot(&b, &h, 1));
         assert_eq!(bulkhead.in_flight(), 0, "a permit leaked");
     });
 }
@@ -141,29 +137,17 @@ fn bulkhead_reload_keeps_the_count() {
     model(|| {
         let bulkhead = Arc::new(Bulkhead::new(BulkheadConfig::new().with_max_concurrent(2)));
         let holding = Arc::new(AtomicUsize::new(0));
-        let callers: Vec<_> = (0..2)
-            .map(|_| {
-                let bulkhead = bulkhead.clone();
-                let holding = holding.clone();
-                thread::spawn(move || {
-                    if let Some(permit) = bulkhead.try_acquire() {
-                        let now = holding.fetch_add(1, SeqCst) + 1;
-                        assert!(now <= 2, "{now} callers in a bulkhead of at most 2");
-                        holding.fetch_sub(1, SeqCst);
-                        drop(permit);
-                    }
-                })
-            })
-            .collect();
+        let callers = {
+            let (b, h) = (bulkhead.clone(), holding);
+            thread::spawn(move || in_threads(2, move |_| hold_a_slot(&b, &h, 2)))
+        };
         let reloader = {
             let bulkhead = bulkhead.clone();
             thread::spawn(move || {
                 bulkhead.reconfigure(BulkheadConfig::new().with_max_concurrent(1));
             })
         };
-        for t in callers {
-            t.join().unwrap();
-        }
+        callers.join().unwrap();
         reloader.join().unwrap();
         assert_eq!(bulkhead.in_flight(), 0, "a permit leaked across the reload");
         // After the reload, the new limit holds.
@@ -203,25 +187,17 @@ fn breaker_admits_at_most_its_probes_and_closes_on_their_success() {
     model(|| {
         let breaker = Arc::new(open_breaker(2));
         let probing = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let breaker = breaker.clone();
-                let probing = probing.clone();
-                thread::spawn(move || {
-                    if let Ok(permit) = breaker.try_acquire() {
-                        if permit.kind() == PermitKind::Probe {
-                            let now = probing.fetch_add(1, SeqCst) + 1;
-                            assert!(now <= 2, "{now} probes at once, 2 allowed");
-                            probing.fetch_sub(1, SeqCst);
-                        }
-                        breaker.record(permit, false, None);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let b = breaker.clone();
+        in_threads(3, move |_| {
+            if let Ok(permit) = b.try_acquire() {
+                if permit.kind() == PermitKind::Probe {
+                    let now = probing.fetch_add(1, SeqCst) + 1;
+                    assert!(now <= 2, "{now} probes at once, 2 allowed");
+                    probing.fetch_sub(1, SeqCst);
+                }
+                b.record(permit, false, None);
+            }
+        });
         // Every caller that was refused was refused because two probes
         // were out; both succeeded, so the breaker closed.
         assert_eq!(breaker.state(), BreakerState::Closed);
@@ -317,22 +293,13 @@ fn gcra_never_admits_more_than_its_burst() {
                 .with_clock(LimiterClock::Precise),
         ));
         let now = tokio::time::Instant::now();
-        let admitted = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let limiter = limiter.clone();
-                let admitted = admitted.clone();
-                thread::spawn(move || {
-                    if let Ok(Admission::Now) = limiter.acquire_at(now, Duration::ZERO) {
-                        admitted.fetch_add(1, SeqCst);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(admitted.load(SeqCst), 2);
+        let admitted = in_threads(3, move |_| {
+            matches!(limiter.acquire_at(now, Duration::ZERO), Ok(Admission::Now))
+        })
+        .into_iter()
+        .filter(|&a| a)
+        .count();
+        assert_eq!(admitted, 2);
     });
 }
 
@@ -348,19 +315,13 @@ fn gcra_reservations_are_distinct() {
                 .with_clock(LimiterClock::Precise),
         ));
         let now = tokio::time::Instant::now();
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let limiter = limiter.clone();
-                thread::spawn(
-                    move || match limiter.acquire_at(now, Duration::from_secs(1)) {
-                        Ok(Admission::Now) => Duration::ZERO,
-                        Ok(Admission::After(wait)) => wait,
-                        Err(wait) => panic!("refused a wait of {wait:?} within a second"),
-                    },
-                )
-            })
-            .collect();
-        let mut waits: Vec<Duration> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let mut waits = in_threads(3, move |_| {
+            match limiter.acquire_at(now, Duration::from_secs(1)) {
+                Ok(Admission::Now) => Duration::ZERO,
+                Ok(Admission::After(wait)) => wait,
+                Err(wait) => panic!("refused a wait of {wait:?} within a second"),
+            }
+        });
         waits.sort();
         assert_eq!(
             waits,

@@ -75,6 +75,25 @@ impl<T, E> IsResult for Result<T, E> {
 
 type Resolved = Result<Policy, ConfigError>;
 
+/// `Site::with_name`, `const` where the atomics allow it.
+macro_rules! site_with_name {
+    (#[$cfg:meta] $($constness:tt)?) => {
+        #[$cfg]
+        pub(crate) $($constness)? fn with_name(
+            named: Option<&'static str>,
+            config: PolicyConfig,
+        ) -> Self {
+            Self {
+                config,
+                named,
+                current: ArcSwapOption::const_empty(),
+                resolved_at: AtomicU64::new(0),
+                history: RwLock::new(Vec::new()),
+            }
+        }
+    };
+}
+
 /// One `#[resilient]` call site: its inline settings, and its policy,
 /// resolved on first use and again after the registry's settings changed
 /// (a configuration file loaded, a policy defined).
@@ -120,28 +139,9 @@ impl Site {
         Self::with_name(Some(name), config)
     }
 
-    #[cfg(not(all(test, buttress_loom)))]
-    const fn with_name(named: Option<&'static str>, config: PolicyConfig) -> Self {
-        Self {
-            config,
-            named,
-            current: ArcSwapOption::const_empty(),
-            resolved_at: AtomicU64::new(0),
-            history: RwLock::new(Vec::new()),
-        }
-    }
-
-    /// Loom's atomics are not `const`: the models build sites at run time.
-    #[cfg(all(test, buttress_loom))]
-    pub(crate) fn with_name(named: Option<&'static str>, config: PolicyConfig) -> Self {
-        Self {
-            config,
-            named,
-            current: ArcSwapOption::const_empty(),
-            resolved_at: AtomicU64::new(0),
-            history: RwLock::new(Vec::new()),
-        }
-    }
+    site_with_name!(#[cfg(not(all(test, buttress_loom)))] const);
+    // Loom's atomics are not `const`: the models build sites at run time.
+    site_with_name!(#[cfg(all(test, buttress_loom))]);
 
     /// Start a call under the site's policy, bound to the global registry.
     ///

@@ -277,7 +277,7 @@ pub struct PostgresInstance {
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with an `initdb`.
-fn postgres_bin() -> Option<PathBuf> {
+pub fn postgres_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("BUTTRESS_POSTGRES_BIN") {
         return Some(PathBuf::from(bin));
     }

@@ -63,15 +63,7 @@ async fn held(release: Arc<Notify>) -> Result<(), StormError> {
 }
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    buttress_examples::rss_kib().unwrap_or(0)
 }
 
 fn define(i: u64) {

@@ -115,15 +115,7 @@ struct Sample {
 }
 
 fn rss_kb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(f64::NAN)
+    buttress_examples::rss_kib().map_or(f64::NAN, |kib| kib as f64)
 }
 
 fn open_fds() -> f64 {
