@@ -471,12 +471,9 @@ async fn drive(
         .collect();
 
     if let Some(dir) = std::env::var_os("BUTTRESS_LAB_TRACE") {
-        trace_samples(
-            std::path::Path::new(&dir),
-            scenario,
-            variant.name(),
-            &samples,
-        );
+        let dir = std::path::Path::new(&dir);
+        trace_samples(dir, scenario, variant.name(), &samples);
+        trace_timeline(dir, scenario, variant.name(), &stats.timeline);
     }
 
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
@@ -698,6 +695,32 @@ fn trace_samples(dir: &std::path::Path, scenario: &str, client: &str, samples: &
         );
     }
     let path = dir.join(format!("{scenario}-{client}.csv"));
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, out)) {
+        eprintln!("lab: cannot write the trace {}: {e}", path.display());
+    }
+}
+
+/// With `BUTTRESS_LAB_TRACE=<dir>`: the provider's load per 100 ms
+/// (`start_ms,requests,ok,errors`) in `<dir>/<scenario>-<client>-load.csv`.
+fn trace_timeline(
+    dir: &std::path::Path,
+    scenario: &str,
+    client: &str,
+    timeline: &[crate::provider::Bucket],
+) {
+    use std::fmt::Write as _;
+    let mut out = String::from("start_ms,requests,ok,errors\n");
+    for b in timeline {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            b.start.as_millis(),
+            b.requests,
+            b.ok,
+            b.errors
+        );
+    }
+    let path = dir.join(format!("{scenario}-{client}-load.csv"));
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, out)) {
         eprintln!("lab: cannot write the trace {}: {e}", path.display());
     }
