@@ -863,11 +863,12 @@ where
         let provider: &'p crate::registry::Provider = &self.policy.provider;
         let now = self.ctx.now();
         let deadline = self.ctx.deadline_at(now);
-        let admitted = Box::pin(
-            provider
-                .gate
-                .admit(&provider.breaker, deadline, attempt == 1),
-        )
+        let admitted = Box::pin(provider.gate.admit_with(
+            &provider.breaker,
+            deadline,
+            attempt == 1,
+            self.keeping,
+        ))
         .await;
         match admitted {
             Ok(permit) => {

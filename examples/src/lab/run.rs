@@ -472,7 +472,16 @@ async fn drive(
 
     if let Some(dir) = std::env::var_os("BUTTRESS_LAB_TRACE") {
         let dir = std::path::Path::new(&dir);
-        trace_samples(dir, scenario, variant.name(), &samples);
+        let requests: Vec<u64> = (0..samples.len() as u64)
+            .map(|i| {
+                stats
+                    .requests_per_operation
+                    .get(&(first_op + i))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        trace_samples(dir, scenario, variant.name(), &samples, &requests);
         trace_timeline(dir, scenario, variant.name(), &stats.timeline);
     }
 
@@ -680,13 +689,19 @@ fn round_to(x: f64, decimals: i32) -> f64 {
 /// With `BUTTRESS_LAB_TRACE=<dir>`: every operation of a run as a CSV line
 /// (issued and latency in ms, ok, refused locally, abandoned), in
 /// `<dir>/<scenario>-<client>.csv`, to read a tail by eye.
-fn trace_samples(dir: &std::path::Path, scenario: &str, client: &str, samples: &[Sample]) {
+fn trace_samples(
+    dir: &std::path::Path,
+    scenario: &str,
+    client: &str,
+    samples: &[Sample],
+    requests: &[u64],
+) {
     use std::fmt::Write as _;
-    let mut out = String::from("issued_ms,latency_ms,ok,rejected_locally,abandoned\n");
-    for s in samples {
+    let mut out = String::from("issued_ms,latency_ms,ok,rejected_locally,abandoned,requests\n");
+    for (s, requests) in samples.iter().zip(requests) {
         let _ = writeln!(
             out,
-            "{:.1},{:.1},{},{},{}",
+            "{:.1},{:.1},{},{},{},{requests}",
             s.issued.as_secs_f64() * 1000.0,
             s.latency.as_secs_f64() * 1000.0,
             s.ok,

@@ -96,6 +96,8 @@ pub struct ProviderStats {
     /// Side effects committed per logical operation (the
     /// [`LAB_OPERATION_HEADER`]).
     pub effects_per_operation: HashMap<u64, u64>,
+    /// Requests received per logical operation.
+    pub requests_per_operation: HashMap<u64, u64>,
 }
 
 /// A running fault-injecting provider on `127.0.0.1`. See the
@@ -167,6 +169,7 @@ impl ProviderServer {
         let state = self.shared.lock();
         let mut stats = state.stats.clone();
         stats.effects_per_operation = state.effects_per_operation.clone();
+        stats.requests_per_operation = state.requests_per_operation.clone();
         let span = self.shared.schedule.duration().max(self.elapsed());
         let wanted = bucket_index(span) + 1;
         extend_timeline(&mut stats.timeline, wanted);
@@ -298,6 +301,7 @@ struct TokenBucket {
 struct Store {
     stats: ProviderStats,
     effects_per_operation: HashMap<u64, u64>,
+    requests_per_operation: HashMap<u64, u64>,
     /// Per operation: no request before this instant (its last 429's
     /// `Retry-After`).
     not_before: HashMap<u64, Instant>,
@@ -469,6 +473,7 @@ impl Shared {
             store.stats.requests += 1;
             store.bucket(arrived).requests += 1;
             if let Some(op) = req.operation {
+                *store.requests_per_operation.entry(op).or_insert(0) += 1;
                 if store.not_before.get(&op).is_some_and(|nb| now < *nb) {
                     store.stats.retry_after_violations += 1;
                 }

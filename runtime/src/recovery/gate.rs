@@ -152,6 +152,8 @@ struct Inner {
     /// Waiters held back: new calls that queued, and calls that an open
     /// breaker, a cooldown or the learned quota held back.
     held: usize,
+    /// Waiters that are hedges (see [`Gate::admit_with`]).
+    hedges: usize,
     seq: u64,
     /// Admissions other than new calls going at once (retries, probes,
     /// held calls), ns since base, within the last [`SUSTAIN_SPAN`] (the
@@ -554,12 +556,17 @@ impl Gate {
         let at = self.nanos(now);
         let horizon = at.saturating_sub(saturating_nanos(PACE_WINDOW));
         let sent = count_since(&inner.released, horizon);
-        if sent == 0 {
-            return true;
-        }
+        sent == 0 || sent as f64 <= self.retry_share(inner, now)
+    }
+
+    /// The admissions other than new calls that one [`PACE_WINDOW`] lets
+    /// through beside the new calls that arrived in the last one.
+    fn retry_share(&self, inner: &Inner, now: Instant) -> f64 {
+        let at = self.nanos(now);
+        let horizon = at.saturating_sub(saturating_nanos(PACE_WINDOW));
         let arrived = count_since(&inner.arrivals, horizon);
         let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
-        sent as f64 <= ((self.config.pace - 1.0) * arrived as f64).max(floor)
+        ((self.config.pace - 1.0) * arrived as f64).max(floor)
     }
 
     /// Go idle if nothing needs the slow path any more.
@@ -590,6 +597,25 @@ impl Gate {
         deadline: Option<Instant>,
         first_attempt: bool,
     ) -> Result<BreakerPermit<'b>, Blocked> {
+        self.admit_with(breaker, deadline, first_attempt, false)
+            .await
+    }
+
+    /// [`admit`](Self::admit), saying whether the attempt is a hedge: a
+    /// retry made while an earlier attempt of the same call still runs
+    /// (the call's own answer may still come from that one). Hedges
+    /// waiting for a pace slot never make new calls queue behind them.
+    ///
+    /// # Errors
+    /// [`Blocked`] when the call is not admitted.
+    pub async fn admit_with<'b>(
+        &self,
+        breaker: &'b Breaker,
+        deadline: Option<Instant>,
+        first_attempt: bool,
+        hedge: bool,
+    ) -> Result<BreakerPermit<'b>, Blocked> {
+        let hedge = hedge && !first_attempt;
         let now = Instant::now();
         let notify = Arc::new(Notify::new());
         let key = {
@@ -597,11 +623,20 @@ impl Gate {
             if first_attempt {
                 inner.arrivals.push_back(self.nanos(now));
             }
-            // A new call queues behind waiters only when some of them were
-            // held back by the provider (an open breaker, a cooldown):
-            // those are released earliest deadline first. Retries waiting
-            // for a pace slot alone never delay a new call.
-            let bypass = first_attempt && inner.held == 0 && self.within_retry_share(&inner, now);
+            // A new call queues behind waiters held back by the provider
+            // (an open breaker, a cooldown): those are released earliest
+            // deadline first. Retries waiting for a pace slot delay a new
+            // call only once more of them wait than their share of one
+            // window lets through: then their demand is above their share
+            // (a 503 burst failing 30 % of requests needs 0.43 retries a
+            // call; the pace leaves 0.5, less rounding), and new calls
+            // overtaking them would starve them, the few calls that failed
+            // once waiting for seconds. Queued together, the wait is
+            // shared by every call, as the oracle shares it.
+            let bypass = first_attempt
+                && inner.held == 0
+                && self.within_retry_share(&inner, now)
+                && (inner.waiters.len() - inner.hedges) as f64 <= self.retry_share(&inner, now);
             if inner.waiters.is_empty() || !self.config.wait || bypass {
                 match self.try_grant(&mut inner, breaker, now, first_attempt) {
                     Ok(permit) => {
@@ -642,6 +677,9 @@ impl Gate {
             if first_attempt {
                 inner.held += 1;
             }
+            if hedge {
+                inner.hedges += 1;
+            }
             self.metric(Metric::Waiting(inner.waiters.len()));
             key
         };
@@ -650,6 +688,7 @@ impl Gate {
             key,
             armed: true,
             held: first_attempt,
+            hedge,
         };
         let mut last = Blocked {
             reason: BlockReason::CircuitOpen,
@@ -680,6 +719,9 @@ impl Gate {
                             guard.armed = false;
                             if guard.held {
                                 inner.held -= 1;
+                            }
+                            if guard.hedge {
+                                inner.hedges -= 1;
                             }
                             wake_ends(&inner);
                             self.released.fetch_add(1, Ordering::Relaxed);
@@ -817,6 +859,8 @@ struct Waiter<'g> {
     armed: bool,
     /// Counted in `Inner::held`.
     held: bool,
+    /// Counted in `Inner::hedges`.
+    hedge: bool,
 }
 
 impl Drop for Waiter<'_> {
@@ -831,6 +875,80 @@ impl Drop for Waiter<'_> {
         if self.held {
             inner.held -= 1;
         }
+        if self.hedge {
+            inner.hedges -= 1;
+        }
         wake_ends(&inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::BreakerConfig;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Whether `admit` grants at once (polled once on the paused clock).
+    async fn granted_at_once(gate: &Gate, breaker: &Breaker, first: bool, hedge: bool) -> bool {
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        tokio::time::timeout(
+            Duration::ZERO,
+            gate.admit_with(breaker, deadline, first, hedge),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A paced gate that saw a new call every 20 ms for 100 ms: five
+    /// arrivals a window, so retries share 2.5 a window beside them.
+    async fn paced(gate: &Arc<Gate>, breaker: &Breaker) {
+        gate.retrying();
+        for _ in 0..5 {
+            assert!(granted_at_once(gate, breaker, true, false).await);
+            tokio::time::sleep(ms(20)).await;
+        }
+    }
+
+    /// `n` retries (hedges if `hedge`) waiting for pace slots, each in a
+    /// task of its own until admitted.
+    fn waiting_retries(gate: &Arc<Gate>, breaker: &Arc<Breaker>, n: usize, hedge: bool) {
+        for _ in 0..n {
+            let (gate, breaker) = (gate.clone(), breaker.clone());
+            tokio::spawn(async move {
+                let deadline = Some(Instant::now() + Duration::from_secs(5));
+                let _ = gate.admit_with(&breaker, deadline, false, hedge).await;
+            });
+        }
+    }
+
+    /// Retries waiting beyond their share of a window are not overtaken by
+    /// new calls (they would starve while their demand is above their
+    /// share): a new call queues behind them. Within their share, or when
+    /// the waiting retries are hedges (the call's earlier attempt still
+    /// runs), a new call goes at once.
+    #[tokio::test(start_paused = true)]
+    async fn new_calls_queue_behind_retries_beyond_their_share() {
+        for (retries, hedge, new_call_goes) in
+            [(1, false, true), (6, false, false), (6, true, true)]
+        {
+            let gate = Arc::new(Gate::new("gate-share", RecoveryConfig::new()));
+            let breaker = Arc::new(Breaker::new("gate-share", BreakerConfig::new()));
+            paced(&gate, &breaker).await;
+            waiting_retries(&gate, &breaker, retries, hedge);
+            tokio::task::yield_now().await;
+            let waiting = gate.inner.read().waiters.len();
+            assert!(
+                waiting + 1 >= retries,
+                "{waiting} retries wait of {retries}"
+            );
+            assert_eq!(
+                granted_at_once(&gate, &breaker, true, false).await,
+                new_call_goes,
+                "{retries} retries waiting (hedges: {hedge})"
+            );
+        }
     }
 }
