@@ -484,8 +484,13 @@ impl Gate {
             // provider has been taking over the last second.
             let arrived = if inner.held > 0 {
                 let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
-                let taken = inner.released.len() as f64 * PACE_WINDOW.as_secs_f64()
+                // One call a window above what the provider took over the
+                // last second: the whole-call rounding of each window would
+                // otherwise lower the pace by a call a window every second
+                // (7, 6, 5, … a window) while the backlog waits.
+                let taken = (inner.released.len() as f64 * PACE_WINDOW.as_secs_f64()
                     / SUSTAIN_SPAN.as_secs_f64()
+                    + 1.0)
                     / self.config.pace;
                 (arrived as f64).max(recent).max(taken)
             } else {
@@ -950,5 +955,42 @@ mod tests {
                 "{retries} retries waiting (hedges: {hedge})"
             );
         }
+    }
+    /// Calls held through a cooldown are released at the pace the provider
+    /// took over the last second once new calls stop, not one call a window
+    /// slower each second (the rounding of each window would otherwise
+    /// drain a backlog ever slower while it waits out its deadlines).
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_drains_without_slowing_once_new_calls_stop() {
+        let gate = Arc::new(Gate::new("gate-drain", RecoveryConfig::new()));
+        let breaker = Arc::new(Breaker::new("gate-drain", BreakerConfig::new()));
+        let start = Instant::now();
+        // Five seconds of new calls at 50 a second, through a cooldown: all
+        // held.
+        gate.cool_down(Duration::from_millis(5_000));
+        let admitted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for _ in 0..250 {
+            let (gate, breaker, admitted) = (gate.clone(), breaker.clone(), admitted.clone());
+            tokio::spawn(async move {
+                let deadline = Some(Instant::now() + Duration::from_secs(30));
+                if let Ok(permit) = gate.admit(&breaker, deadline, true).await {
+                    admitted.lock().unwrap().push(Instant::now());
+                    drop(permit);
+                }
+            });
+            tokio::time::sleep(ms(20)).await;
+        }
+        // No new call once the cooldown ends; the backlog drains.
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let admitted = admitted.lock().unwrap();
+        assert_eq!(admitted.len(), 250, "every held call is released");
+        let last = admitted.iter().max().unwrap().duration_since(start);
+        // Near the pace it started at: 250 calls within about 4.3 s of the
+        // cooldown's end (5 s with slack). A pace losing a call a window
+        // every second took until 21.8 s.
+        assert!(
+            last < Duration::from_secs(10),
+            "the backlog took until {last:?}: the release slowed as it drained"
+        );
     }
 }
