@@ -3,6 +3,9 @@
 //! local server that misbehaves on purpose (refuses, hangs, resets, sends
 //! garbage), plus the `Idempotency-Key` header as the server sees it.
 
+#[path = "common/api_error.rs"]
+mod api_error;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +17,8 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use api_error::ApiError;
 
 use ErrorClass::{OutcomeUnknown, Permanent, RateLimited, Transient};
 
@@ -742,19 +747,6 @@ async fn idempotency_key_header_reaches_the_server() {
         .unwrap();
     let request = server.request().await;
     assert_eq!(header(&request, "Idempotency-Key"), None);
-}
-
-#[derive(Debug, thiserror::Error, Classify)]
-enum ApiError {
-    #[error(transparent)]
-    #[classify(delegate)]
-    Status(#[from] HttpError),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Http(#[from] reqwest::Error),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Resilience(#[from] buttress::Error),
 }
 
 #[resilient(

@@ -12,6 +12,8 @@
 //!   tbf). Needs root and `ip netns`; otherwise prints `skipped: …` and
 //!   passes, unless `BUTTRESS_REQUIRE_SERVICES=1`.
 
+#[path = "common/api_error.rs"]
+mod api_error;
 #[path = "common/fault_proxy.rs"]
 mod fault_proxy;
 #[path = "common/instances.rs"]
@@ -26,35 +28,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use buttress::reqwest::{error_for_status, with_current_idempotency_key, HttpError};
+use api_error::ApiError;
+use buttress::reqwest::{error_for_status, with_current_idempotency_key};
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::{Classify, ErrorClass, Policy, Registry};
 use fault_proxy::{Fault, FaultProxy};
 use netns::Netns;
-
-#[derive(Debug, thiserror::Error, Classify)]
-enum ApiError {
-    #[error(transparent)]
-    #[classify(delegate)]
-    Status(#[from] HttpError),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Http(#[from] reqwest::Error),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Resilience(#[from] buttress::Error),
-}
-
-impl ApiError {
-    /// The buttress reason (`timeout`, `deadline`, `circuit_open`, ...),
-    /// if buttress ended the call.
-    fn reason(&self) -> Option<&'static str> {
-        match self {
-            Self::Resilience(e) => Some(e.reason()),
-            _ => None,
-        }
-    }
-}
 
 fn skip_or_fail(why: &str) {
     if std::env::var("BUTTRESS_REQUIRE_SERVICES").as_deref() == Ok("1") {

@@ -156,6 +156,31 @@ fn blocking(f: impl FnOnce()) {
     tokio::task::block_in_place(f);
 }
 
+/// Stop `service` (flagging `down`), take `acked` (what was acknowledged
+/// before the stop), wait until [`DURING_OUTAGE`] calls were answered
+/// while it is down, and start it again.
+async fn outage<T>(
+    service: &mut dyn Service,
+    down: &AtomicBool,
+    answered_during_outage: &AtomicU64,
+    acked: impl FnOnce() -> T,
+) -> T {
+    blocking(|| service.down());
+    down.store(true, Ordering::SeqCst);
+    let acked = acked();
+    until(
+        &format!(
+            "{DURING_OUTAGE} calls answered while {} (a call hangs?)",
+            service.how()
+        ),
+        || answered_during_outage.load(Ordering::SeqCst) >= DURING_OUTAGE as u64,
+    )
+    .await;
+    blocking(|| service.up());
+    down.store(false, Ordering::SeqCst);
+    acked
+}
+
 // ------------------------------------------------------------ idempotency
 
 /// A store that remembers which completions it acknowledged (`complete`
@@ -322,21 +347,10 @@ async fn store_outage<S>(
         || store.count() >= BEFORE_STOP,
     )
     .await;
-    blocking(|| service.down());
-    down.store(true, Ordering::SeqCst);
     // Every acknowledgement the store received came before the stop
     // returned: the server is gone.
-    let acked_before_stop = store.snapshot();
-    until(
-        &format!(
-            "{DURING_OUTAGE} calls answered while {} (a call hangs?)",
-            service.how()
-        ),
-        || answered_during_outage.load(Ordering::SeqCst) >= DURING_OUTAGE as u64,
-    )
-    .await;
-    blocking(|| service.up());
-    down.store(false, Ordering::SeqCst);
+    let acked_before_stop =
+        outage(service, &down, &answered_during_outage, || store.snapshot()).await;
     let restarted_at = Instant::now();
     until(
         &format!(
@@ -721,19 +735,10 @@ where
         || acked() >= BEFORE_STOP,
     )
     .await;
-    blocking(|| service.down());
-    down.store(true, Ordering::SeqCst);
-    let acked_before_stop = mailer.sink.acked.lock().unwrap().clone();
-    until(
-        &format!(
-            "{DURING_OUTAGE} calls answered while {} (a call hangs?)",
-            service.how()
-        ),
-        || answered_during_outage.load(Ordering::SeqCst) >= DURING_OUTAGE as u64,
-    )
+    let acked_before_stop = outage(service, &down, &answered_during_outage, || {
+        mailer.sink.acked.lock().unwrap().clone()
+    })
     .await;
-    blocking(|| service.up());
-    down.store(false, Ordering::SeqCst);
     until(
         &format!(
             "{AFTER_RESTART} more dead letters acknowledged after the restart (the sink does not reconnect by itself?)"
