@@ -552,26 +552,23 @@ impl Gate {
         }
     }
 
-    /// Whether the admissions other than new calls in the last
-    /// [`PACE_WINDOW`] stay within their share beside new calls
-    /// (`pace − 1`); right after held calls were released at the whole
-    /// `pace`, new calls queue until they do, so the window that spans the
-    /// change keeps the bound too.
-    fn within_retry_share(&self, inner: &Inner, now: Instant) -> bool {
-        let at = self.nanos(now);
-        let horizon = at.saturating_sub(saturating_nanos(PACE_WINDOW));
-        let sent = count_since(&inner.released, horizon);
-        sent == 0 || sent as f64 <= self.retry_share(inner, now)
-    }
-
-    /// The admissions other than new calls that one [`PACE_WINDOW`] lets
-    /// through beside the new calls that arrived in the last one.
-    fn retry_share(&self, inner: &Inner, now: Instant) -> f64 {
+    /// Whether a new call may go past the retries waiting for a pace
+    /// slot: both the admissions other than new calls in the last
+    /// [`PACE_WINDOW`] and the waiting retries (hedges aside) are within
+    /// the retries' share beside new calls (`pace − 1` of the arrivals).
+    /// Right after held calls were released at the whole `pace`, new calls
+    /// queue until the first is, so the window that spans the change keeps
+    /// the bound too; while the second is not, the retries' demand is above
+    /// their share and new calls overtaking them would starve them.
+    fn may_overtake_retries(&self, inner: &Inner, now: Instant) -> bool {
         let at = self.nanos(now);
         let horizon = at.saturating_sub(saturating_nanos(PACE_WINDOW));
         let arrived = count_since(&inner.arrivals, horizon);
         let floor = self.config.min_rate * PACE_WINDOW.as_secs_f64();
-        ((self.config.pace - 1.0) * arrived as f64).max(floor)
+        let share = ((self.config.pace - 1.0) * arrived as f64).max(floor);
+        let sent = count_since(&inner.released, horizon);
+        let waiting_retries = inner.waiters.len() - inner.hedges;
+        (sent == 0 || sent as f64 <= share) && waiting_retries as f64 <= share
     }
 
     /// Go idle if nothing needs the slow path any more.
@@ -638,10 +635,7 @@ impl Gate {
             // overtaking them would starve them, the few calls that failed
             // once waiting for seconds. Queued together, the wait is
             // shared by every call, as the oracle shares it.
-            let bypass = first_attempt
-                && inner.held == 0
-                && self.within_retry_share(&inner, now)
-                && (inner.waiters.len() - inner.hedges) as f64 <= self.retry_share(&inner, now);
+            let bypass = first_attempt && inner.held == 0 && self.may_overtake_retries(&inner, now);
             if inner.waiters.is_empty() || !self.config.wait || bypass {
                 match self.try_grant(&mut inner, breaker, now, first_attempt) {
                     Ok(permit) => {
