@@ -45,7 +45,7 @@ use crate::timeout::{AttemptFuture, Finished};
 /// ```
 pub struct Call<'p, T, E> {
     /// The policy: borrowed ([`Policy::call`](crate::Policy::call)), or
-    /// held by `owner` (a `#[resilient]` call site's policy, which a reload
+    /// held by `_owner` (a `#[resilient]` call site's policy, which a reload
     /// may replace while this call runs: it is freed when the last call
     /// holding it ends).
     policy: &'p PolicyInner,
@@ -221,7 +221,7 @@ where
     #[inline]
     pub(crate) fn holding(policy: Arc<PolicyInner>) -> Self {
         // SAFETY: the reference points into the `Arc`'s allocation, which
-        // does not move and lives as long as `owner`, a private field of
+        // does not move and lives as long as `_owner`, a private field of
         // the call dropped with it. Nothing borrowed from `policy` leaves
         // the call: its `'static` lifetime is used only by permits that the
         // call's own methods take and release (never returned, stored

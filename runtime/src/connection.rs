@@ -181,8 +181,8 @@ pub(crate) mod redis {
     /// manager is reconnecting. Only for requests whose second sending
     /// cannot do anything the first did not (an idempotency claim carries
     /// its own mark, completions and releases are fenced; dead-letter
-    /// pushes are keyed by entry id). A refused connection (the server is still down)
-    /// is not sent again.
+    /// pushes are keyed by entry id). A refused connection (the server is
+    /// still down) is not sent again.
     pub(crate) fn worth_resending(e: &redis::RedisError) -> bool {
         e.is_connection_dropped() && !e.is_connection_refusal()
     }

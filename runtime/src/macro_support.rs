@@ -245,14 +245,17 @@ impl Site {
         if let Some(current) = current.filter(|c| (**c).as_ref().is_ok_and(|p| same(&p.inner))) {
             return current;
         }
-        if let Some(index) = history
+        let earlier = history
             .iter()
-            .rposition(|earlier| earlier.upgrade().is_some_and(|inner| same(&inner)))
-        {
-            let earlier = history.remove(index);
-            if let Some(inner) = earlier.upgrade() {
-                return Arc::new(Ok(Policy { inner }));
-            }
+            .enumerate()
+            .rev()
+            .find_map(|(index, earlier)| {
+                let inner = earlier.upgrade().filter(|inner| same(inner))?;
+                Some((index, inner))
+            });
+        if let Some((index, inner)) = earlier {
+            history.remove(index);
+            return Arc::new(Ok(Policy { inner }));
         }
         Arc::new(Policy::from_config(config, registry))
     }
