@@ -46,12 +46,23 @@
 //!   from an answer: one request at the first instant of the healthy
 //!   phase, and nothing more until that answer is back (the most generous
 //!   probing any client could do);
-//! - in a `RateLimited` phase it does not know the allowance: it sends as
-//!   the clairvoyant oracle until a request finds the bucket empty; that
-//!   request is answered `429` with the phase's `Retry-After`, which it
-//!   honours for every operation (the provider-wide cooldown the lab asks
-//!   of clients); afterwards it knows the allowance and is never refused
-//!   again in that phase;
+//! - in a `RateLimited` phase it knows neither the allowance nor when the
+//!   limit lifts: it sends what the pace allows until a request finds the
+//!   provider's bucket empty; that request is answered `429` with the
+//!   phase's `Retry-After`, which it honours for every operation (the
+//!   provider-wide cooldown the lab asks of clients), and then it sends
+//!   again. It learns that the limit lifted from a request beyond the
+//!   allowance that is not refused: no client that honours `Retry-After`
+//!   can learn it otherwise, since while the limit holds such a request is
+//!   refused and pauses everything. (With the lab's bucket of one second's
+//!   allowance and `Retry-After: 1`, the pause costs no throughput while
+//!   the limit lasts: the bucket refills meanwhile. What it costs is at
+//!   the end: a refusal just before the limit lifts keeps the backlog
+//!   waiting for up to one `Retry-After` after it, which the clairvoyant
+//!   oracle does not wait);
+//! - it spaces its requests by its window's allowance (7 a window: one
+//!   per 14 ms at the most), as a client must that does not know where the
+//!   measure's 100 ms windows start;
 //! - `LateAnswers` it still reads clairvoyantly (the lucky requests), so
 //!   this oracle is, if anything, too good.
 
@@ -102,6 +113,11 @@ pub fn learning_oracle(schedule: &Schedule, rate: u32, seed: u64) -> Oracle {
 /// What the learning oracle knows and waits for.
 #[derive(Default)]
 struct Learning {
+    /// The pace window of the last send, and the requests sent in it.
+    window: Option<u128>,
+    window_sent: f64,
+    /// When the last request was sent.
+    last_send: Option<Duration>,
     /// Requests sent so far: the provider's arrival numbers.
     sent: u64,
     /// Operations whose request failed, back in the queue at the instant
@@ -111,8 +127,6 @@ struct Learning {
     seen: Option<usize>,
     /// Nothing is sent before this instant (a probe's answer, a cooldown).
     blind_until: Duration,
-    /// The rate-limited phase whose allowance a `429` has taught.
-    learned: Option<usize>,
 }
 
 /// `true` when `phase` serves no request at all.
@@ -216,7 +230,6 @@ fn simulate(schedule: &Schedule, rate: u32, paced: bool, learning_seed: Option<u
                 schedule,
                 index,
                 t,
-                capacity,
                 &mut window_left,
                 &mut bucket,
                 &mut waiting,
@@ -274,7 +287,6 @@ fn serve_learning(
     schedule: &Schedule,
     index: usize,
     t: Duration,
-    capacity: f64,
     window_left: &mut f64,
     bucket: &mut Option<(usize, f64)>,
     waiting: &mut VecDeque<(u64, Duration)>,
@@ -290,13 +302,27 @@ fn serve_learning(
     // request, and nothing else until its answer says the provider is back.
     let after_outage = index > 0 && serves_nothing(&phases[index - 1].1);
     let probing = after_outage && l.seen != Some(index);
-    let limited = matches!(phase, Phase::RateLimited { .. });
-    let mut n = if limited && l.learned == Some(index) {
-        capacity.min(*window_left)
-    } else {
-        // Not knowing the allowance, it sends whatever the pace allows.
-        *window_left
-    };
+    // It never knows whether a limit still holds: it sends whatever the
+    // pace allows, and a refusal pauses it. Sends are spaced by the
+    // window's allowance (7 a window: one per 14 ms at the most), as a
+    // client must that does not know where the measure's windows start;
+    // against a limit, a window's worth sent at its first instant would
+    // also empty the provider's bucket before the bucket could refill.
+    let window = t.as_millis() / BUCKET.as_millis();
+    if l.window != Some(window) {
+        l.window = Some(window);
+        l.window_sent = 0.0;
+    }
+    let mut n = *window_left;
+    if n.is_finite() {
+        let allow = n + l.window_sent;
+        let spacing = BUCKET.div_f64(allow.max(1.0));
+        if l.last_send.is_some_and(|last| t < last + spacing) {
+            return;
+        }
+        // At most the allowance's share of one millisecond.
+        n = n.min((allow / BUCKET.as_millis() as f64).ceil());
+    }
     if probing {
         n = n.min(1.0);
     }
@@ -307,6 +333,8 @@ fn serve_learning(
         };
         n -= 1;
         *window_left -= 1.0;
+        l.window_sent += 1.0;
+        l.last_send = Some(t);
         let arrival = l.sent;
         l.sent += 1;
         let mut rng = SplitMix64::for_request(seed, arrival);
@@ -326,7 +354,6 @@ fn serve_learning(
                     if let Phase::RateLimited { retry_after, .. } = *phase {
                         l.blind_until = t + answer_after + retry_after;
                     }
-                    l.learned = Some(index);
                     n = 0;
                     true
                 }
@@ -487,9 +514,9 @@ mod tests {
     fn a_429_costs_the_learning_oracle_its_retry_after() {
         // 10 ops/s; from 1 s to 3 s a phase allowing 5/s with Retry-After
         // 1 s. The clairvoyant oracle spends the bucket (5) and then 5/s;
-        // the learning one spends the bucket, is refused once, and pauses
-        // 1 s for every operation (the bucket refills meanwhile, up to its
-        // 5): its tail is later by a good part of that second.
+        // the learning one spends the bucket, is refused, and pauses 1 s
+        // for every operation each time (the bucket refills meanwhile, up
+        // to its 5): its tail is later by a good part of that second.
         let s = Schedule::new(
             Duration::from_secs(6),
             vec![
@@ -511,6 +538,47 @@ mod tests {
         assert!(
             learning.p99_ms >= paced.p99_ms + 300.0,
             "{learning:?} {paced:?}"
+        );
+    }
+
+    #[test]
+    fn the_learning_oracle_learns_that_a_limit_lifted_only_from_answers() {
+        // 50 ops/s; from 1 s a phase allowing 20/s (bucket 20) with
+        // Retry-After 1 s. Sending 5 a window, the bucket is empty near
+        // 1.67 s: that request is refused and pauses everything until near
+        // 2.7 s. If the limit lifts at 1.75 s, the clairvoyant oracle
+        // drains the backlog from then on; the learning one cannot know
+        // before its pause ends, a second of backlog later.
+        let limited = |until_ms| {
+            Schedule::new(
+                Duration::from_secs(5),
+                vec![
+                    (Duration::ZERO, Phase::healthy()),
+                    (
+                        Duration::from_secs(1),
+                        Phase::RateLimited {
+                            allow_per_second: 20,
+                            retry_after: Duration::from_secs(1),
+                            latency: Latency::fixed(ms(10)),
+                        },
+                    ),
+                    (ms(until_ms), Phase::healthy()),
+                ],
+            )
+        };
+        let lifts_in_pause = limited(1750);
+        let paced = oracle(&lifts_in_pause, 50, true);
+        let learning = learning_oracle(&lifts_in_pause, 50, 1);
+        assert_eq!(learning.served, paced.served);
+        assert!(
+            learning.p99_ms >= paced.p99_ms + 700.0,
+            "{learning:?} {paced:?}"
+        );
+        // Lifting before the bucket runs out, the limit costs it nothing.
+        let lifts_early = limited(1500);
+        assert_eq!(
+            learning_oracle(&lifts_early, 50, 1).p99_ms,
+            learning_oracle(&scenario("healthy", true).unwrap(), 50, 1).p99_ms
         );
     }
 
