@@ -159,6 +159,9 @@ struct Inner {
     /// held calls), ns since base, within the last [`SUSTAIN_SPAN`] (the
     /// pace counts those of the last [`PACE_WINDOW`]).
     released: VecDeque<u64>,
+    /// New calls that went at once while active (ns since base), within
+    /// the last [`PACE_WINDOW`]: they count in the pace's window too.
+    went: VecDeque<u64>,
     /// The earliest instant of the next admission under the learned quota.
     next_quota_slot: u64,
     /// First attempts seen while active (ns since base), the last second.
@@ -356,6 +359,7 @@ impl Gate {
         inner.quota_pending = false;
         inner.paced_until = 0;
         inner.released.clear();
+        inner.went.clear();
         inner.next_quota_slot = 0;
         inner.arrivals.clear();
         for notify in inner.waiters.values() {
@@ -378,6 +382,18 @@ impl Gate {
         // rather than towards starving; it is exact within a second.
         let span = span.max(saturating_nanos(MIN_DEMAND_SPAN));
         (inner.arrivals.len() + 1) as f64 / (span as f64 / 1e9)
+    }
+
+    /// The arrival rate of new calls, per second, as measured: unlike
+    /// [`demand`](Self::demand), a young measure is not rounded up (the
+    /// span is at least one [`PACE_WINDOW`]), so a release held to it
+    /// cannot run ahead of the arrivals.
+    fn measured_demand(&self, inner: &mut Inner, now: u64) -> f64 {
+        self.demand(inner, now);
+        let span = now
+            .saturating_sub(inner.active_since)
+            .clamp(saturating_nanos(PACE_WINDOW), saturating_nanos(DEMAND_SPAN));
+        inner.arrivals.len() as f64 / (span as f64 / 1e9)
     }
 
     /// The pace now, per second (`None` when not paced), after bringing
@@ -450,6 +466,9 @@ impl Gate {
         while inner.released.front().is_some_and(|&t| t <= second) {
             inner.released.pop_front();
         }
+        while inner.went.front().is_some_and(|&t| t <= horizon) {
+            inner.went.pop_front();
+        }
         let quota_interval = inner
             .quota
             .filter(|_| !forced_closed)
@@ -483,14 +502,15 @@ impl Gate {
             // the last `DEMAND_SPAN` as its measure, and the pace the
             // provider has been taking over the last second.
             let arrived = if inner.held > 0 {
-                let recent = self.demand(inner, at) * PACE_WINDOW.as_secs_f64();
-                // One call a window above what the provider took over the
-                // last second: the whole-call rounding of each window would
-                // otherwise lower the pace by a call a window every second
-                // (7, 6, 5, … a window) while the backlog waits.
+                let recent = self.measured_demand(inner, at) * PACE_WINDOW.as_secs_f64();
+                // Half a call a window above what the provider took over
+                // the last second: the whole-call rounding of each window
+                // would otherwise lower the pace by a call a window every
+                // second (7, 6, 5, … a window) while the backlog waits,
+                // and a whole call more would raise it past the pace.
                 let taken = (inner.released.len() as f64 * PACE_WINDOW.as_secs_f64()
                     / SUSTAIN_SPAN.as_secs_f64()
-                    + 1.0)
+                    + 0.5)
                     / self.config.pace;
                 (arrived as f64).max(recent).max(taken)
             } else {
@@ -512,7 +532,13 @@ impl Gate {
                 }
             }
             let sent = count_since(&inner.released, horizon);
-            if (sent + 1) as f64 > allowance {
+            // New calls that went at once in the window count too: they
+            // and what is released share `pace` × the arrivals, whichever
+            // way the gate admitted them (it changes way as calls start or
+            // stop being held, and the provider sees them all alike).
+            let went = inner.went.len();
+            let whole = (self.config.pace * arrived as f64).max((went as f64) + floor);
+            if (sent + 1) as f64 > allowance || (went + sent + 1) as f64 > whole {
                 // The oldest admission still in the window (none when the
                 // allowance is below one call: then wait a whole window).
                 let oldest = inner
@@ -531,11 +557,14 @@ impl Gate {
         }
         match breaker.try_acquire() {
             Ok(permit) => {
-                if !new_call {
-                    inner.released.push_back(at);
-                    if inner.released.len() > MAX_RELEASED {
-                        inner.released.pop_front();
-                    }
+                let admitted = if new_call {
+                    &mut inner.went
+                } else {
+                    &mut inner.released
+                };
+                admitted.push_back(at);
+                if admitted.len() > MAX_RELEASED {
+                    admitted.pop_front();
                 }
                 if let Some(interval) = quota_interval {
                     inner.next_quota_slot = inner.next_quota_slot.max(at).saturating_add(interval);
