@@ -12,7 +12,9 @@ use buttress_examples::clients::lab::{reset_shared_state, LabClient, Variant};
 use buttress_examples::clients::payments::{ChargeRequest, PaymentsClient, PaymentsError};
 use buttress_examples::clients::peer::PeerClient;
 use buttress_examples::clients::voice::{CallRequest, VoiceClient};
-use buttress_examples::provider::{fault_roll, Latency, Phase, ProviderServer, Schedule};
+use buttress_examples::provider::{
+    draw_index, fault_roll, Latency, Phase, ProviderServer, Schedule,
+};
 use tokio::sync::{Mutex, MutexGuard};
 
 static SHARED_STATE: Mutex<()> = Mutex::const_new(());
@@ -90,7 +92,10 @@ async fn payments_client_retries_a_503() {
     // A seed whose first request fails and second succeeds.
     let rate = 0.5;
     let seed = (0..1000)
-        .find(|s| fault_roll(*s, 0) < rate && fault_roll(*s, 1) >= rate)
+        .find(|s| {
+            fault_roll(*s, draw_index(0, Some((1, 0)))) < rate
+                && fault_roll(*s, draw_index(1, Some((1, 1)))) >= rate
+        })
         .unwrap();
     let server = start(
         Phase::Errors503 {

@@ -63,14 +63,19 @@
 //! - it spaces its requests by its window's allowance (7 a window: one
 //!   per 14 ms at the most), as a client must that does not know where the
 //!   measure's 100 ms windows start;
+//! - its requests take the provider's own draws (fault roll and latency)
+//!   for their operation and place among its requests
+//!   ([`draw_index`](crate::provider::draw_index)), as the clients' do, so
+//!   its latencies and the clients' come from the same luck (the
+//!   clairvoyant oracles take one fixed latency draw per operation);
 //! - `LateAnswers` it still reads clairvoyantly (the lucky requests), so
 //!   this oracle is, if anything, too good.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::provider::rng::SplitMix64;
-use crate::provider::{Phase, Schedule, BUCKET};
+use crate::provider::{draw_index, Phase, Schedule, BUCKET};
 
 /// The seed of the oracle's latency draws.
 const LATENCY_SEED: u64 = 0x0_5ac1e;
@@ -96,10 +101,19 @@ pub struct Oracle {
 }
 
 /// The oracle for `schedule` at `rate` operations per second; `paced` keeps
-/// the [`PACE`] bound.
+/// the [`PACE`] bound. Latencies come from a fixed seed: see
+/// [`seeded_oracle`] for those of a provider's seed.
 #[must_use]
 pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
-    simulate(schedule, rate, paced, None)
+    seeded_oracle(schedule, rate, paced, LATENCY_SEED)
+}
+
+/// [`oracle`], with each operation's latency the one a provider seeded
+/// with `seed` draws for that operation's first request (see
+/// [`draw_index`]): the latency every client's first attempt meets.
+#[must_use]
+pub fn seeded_oracle(schedule: &Schedule, rate: u32, paced: bool, seed: u64) -> Oracle {
+    simulate(schedule, rate, paced, seed, false)
 }
 
 /// The learning oracle (see the module docs) for `schedule` at `rate`
@@ -107,7 +121,7 @@ pub fn oracle(schedule: &Schedule, rate: u32, paced: bool) -> Oracle {
 /// `seed`: paced, and knowing only what the provider's answers say.
 #[must_use]
 pub fn learning_oracle(schedule: &Schedule, rate: u32, seed: u64) -> Oracle {
-    simulate(schedule, rate, true, Some(seed))
+    simulate(schedule, rate, true, seed, true)
 }
 
 /// What the learning oracle knows and waits for.
@@ -120,6 +134,8 @@ struct Learning {
     last_send: Option<Duration>,
     /// Requests sent so far: the provider's arrival numbers.
     sent: u64,
+    /// Requests sent so far per operation.
+    tries: HashMap<u64, u64>,
     /// Operations whose request failed, back in the queue at the instant
     /// their answer arrives: (instant, operation, issued at).
     answering: Vec<(Duration, u64, Duration)>,
@@ -139,8 +155,8 @@ fn serves_nothing(phase: &Phase) -> bool {
     }
 }
 
-fn simulate(schedule: &Schedule, rate: u32, paced: bool, learning_seed: Option<u64>) -> Oracle {
-    let mut learning = learning_seed.map(|_| Learning::default());
+fn simulate(schedule: &Schedule, rate: u32, paced: bool, seed: u64, learns: bool) -> Oracle {
+    let mut learning = learns.then(Learning::default);
     let step = Duration::from_millis(1);
     let issued_for = schedule.duration();
     let operations = super::operations_for(issued_for, rate);
@@ -223,7 +239,7 @@ fn simulate(schedule: &Schedule, rate: u32, paced: bool, learning_seed: Option<u
             }
             _ => f64::INFINITY,
         };
-        if let (Some(l), Some(seed)) = (learning.as_mut(), learning_seed) {
+        if let Some(l) = learning.as_mut() {
             serve_learning(
                 l,
                 seed,
@@ -252,7 +268,11 @@ fn simulate(schedule: &Schedule, rate: u32, paced: bool, learning_seed: Option<u
                 };
                 // The phase's own latency distribution, one draw per
                 // operation (the same on every run).
-                let took = latency.sample(&mut SplitMix64::for_request(LATENCY_SEED, op));
+                // The provider's draws for this operation's first
+                // request: its fault roll, then its latency.
+                let mut rng = SplitMix64::for_request(seed, draw_index(0, Some((op, 0))));
+                let _roll = rng.unit();
+                let took = latency.sample(&mut rng);
                 latencies.push(t.saturating_sub(at) + took);
                 served += 1;
                 n -= 1;
@@ -337,7 +357,12 @@ fn serve_learning(
         l.last_send = Some(t);
         let arrival = l.sent;
         l.sent += 1;
-        let mut rng = SplitMix64::for_request(seed, arrival);
+        // The provider's draw for this operation's next request, as the
+        // clients meet it (the same operation numbers, from 0).
+        let tries = l.tries.entry(op).or_insert(0);
+        let draw = draw_index(arrival, Some((op, *tries)));
+        *tries += 1;
+        let mut rng = SplitMix64::for_request(seed, draw);
         let roll = rng.unit();
         let answer_after = phase.latency().sample(&mut rng);
         let failed = match *phase {
@@ -364,9 +389,8 @@ fn serve_learning(
             l.answering.push((t + answer_after, op, at));
             continue;
         }
-        let took = phase
-            .latency()
-            .sample(&mut SplitMix64::for_request(LATENCY_SEED, op));
+        // The provider's own draw for this arrival, as the clients meet it.
+        let took = answer_after;
         latencies.push(t.saturating_sub(at) + took);
         *served += 1;
         if probing {
@@ -496,7 +520,7 @@ mod tests {
         for name in SCENARIOS {
             for seed in [42, 7, 1, 2026] {
                 let s = seeded_scenario(name, true, seed).unwrap();
-                let paced = oracle(&s, 50, true);
+                let paced = seeded_oracle(&s, 50, true, seed);
                 let learning = learning_oracle(&s, 50, seed);
                 assert_eq!(learning.served, paced.served, "{name} seed={seed}");
                 assert!(
@@ -507,7 +531,10 @@ mod tests {
         }
         // Where the provider tells nothing new, it is the paced oracle.
         let healthy = scenario("healthy", true).unwrap();
-        assert_eq!(learning_oracle(&healthy, 50, 3), oracle(&healthy, 50, true));
+        assert_eq!(
+            learning_oracle(&healthy, 50, 3),
+            seeded_oracle(&healthy, 50, true, 3)
+        );
     }
 
     #[test]

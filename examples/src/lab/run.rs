@@ -17,7 +17,7 @@ use crate::provider::{
     seeded_scenario, Bucket, Phase, ProviderServer, ProviderStats, Schedule, SCENARIOS,
 };
 
-use super::oracle::{learning_oracle, oracle, Oracle, DEADLINE};
+use super::oracle::{learning_oracle, seeded_oracle, Oracle, DEADLINE};
 
 /// The default rate of logical operations, per second.
 pub const DEFAULT_RATE: u32 = 50;
@@ -273,8 +273,8 @@ pub async fn run_lab(
     let mut out = Vec::with_capacity(schedules.len());
     for (name, schedule) in schedules {
         let mut runs = run_scenario(&name, &schedule, options, progress).await?;
-        let paced = oracle(&schedule, options.rate, true);
-        let unpaced = oracle(&schedule, options.rate, false);
+        let paced = seeded_oracle(&schedule, options.rate, true, options.seed);
+        let unpaced = seeded_oracle(&schedule, options.rate, false, options.seed);
         let learning = learning_oracle(&schedule, options.rate, options.seed);
         for run in &mut runs {
             run.score.oracle_p99_ms = paced.p99_ms;
@@ -379,6 +379,9 @@ async fn drive(
     let client = Arc::new(LabClient::new(variant, &server.url));
     let total = operations_for(duration, rate);
     let first_op = NEXT_OPERATION.fetch_add(total, Ordering::Relaxed);
+    // Every client meets the same draws for its operation i (and the
+    // learning oracle too): common random numbers across the rows.
+    server.number_operations_from(first_op);
     let period = Duration::from_secs(1) / rate;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(total as usize);

@@ -54,12 +54,31 @@ pub use schedule::{
 };
 pub use server::{Bucket, ProviderServer, ProviderStats, BUCKET, LAB_OPERATION_HEADER};
 
-/// The fault roll of request number `request` (0 for the first to arrive)
-/// on a server started with `seed`: uniform in `[0, 1)`. A request whose
-/// roll is below its phase's `rate` gets the phase's fault (503, reset, late
-/// answer). Tests use it to pick seeds that fail exactly the requests they
-/// want.
+/// The fault roll of draw number `draw` (see [`draw_index`]) on a server
+/// started with `seed`: uniform in `[0, 1)`. A request whose roll is below
+/// its phase's `rate` gets the phase's fault (503, reset, late answer).
+/// Tests use it to pick seeds that fail exactly the requests they want.
 #[must_use]
-pub fn fault_roll(seed: u64, request: u64) -> f64 {
-    rng::SplitMix64::for_request(seed, request).unit()
+pub fn fault_roll(seed: u64, draw: u64) -> f64 {
+    rng::SplitMix64::for_request(seed, draw).unit()
+}
+
+/// Which of the seed's draws (fault roll, then latency) a request takes.
+///
+/// A request that names its logical operation ([`LAB_OPERATION_HEADER`])
+/// takes the draw of its place among that operation's requests (`nth`: 0
+/// for the first): every client, and the lab's learning oracle, then meets
+/// the same provider luck for the same operation's first request, second
+/// request, and so on, whatever else it sent meanwhile (common random
+/// numbers, so rows differ by what the clients do, not by which draws
+/// they happened to get). Other requests take the draw of their arrival
+/// number (0 for the first to arrive).
+#[must_use]
+pub const fn draw_index(arrival: u64, operation: Option<(u64, u64)>) -> u64 {
+    match operation {
+        // Operations up to 2^55 and 255 requests each are told apart; the
+        // top bit keeps them apart from arrival numbers.
+        Some((op, nth)) => (1 << 63) | (op << 8) | if nth < 255 { nth } else { 255 },
+        None => arrival,
+    }
 }

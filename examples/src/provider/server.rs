@@ -114,8 +114,9 @@ pub struct ProviderServer {
 
 impl ProviderServer {
     /// Bind `127.0.0.1:0` and start serving. The schedule's clock starts
-    /// now; the fault decisions draw from a stream seeded by `seed` and each
-    /// request's arrival number.
+    /// now; the fault decisions draw from a stream seeded by `seed` and
+    /// each request's [`draw_index`](super::draw_index): its operation and
+    /// place among that operation's requests, or its arrival number.
     ///
     /// # Errors
     /// When the listener cannot be bound.
@@ -142,6 +143,15 @@ impl ProviderServer {
             shutdown: Some(tx),
             task: Some(task),
         })
+    }
+
+    /// Operations are numbered from `first` from now on: the draws of
+    /// operation `first + i` are those of operation `i` (see
+    /// [`draw_index`](super::draw_index)), so that a run whose operation
+    /// numbers start elsewhere (they are unique in the lab's process) meets
+    /// the same luck as any other run of the same seed.
+    pub fn number_operations_from(&self, first: u64) {
+        self.shared.first_operation.store(first, Ordering::Relaxed);
     }
 
     /// The address the server listens on.
@@ -356,6 +366,8 @@ struct Shared {
     seed: u64,
     start: Instant,
     arrivals: AtomicU64,
+    /// See [`ProviderServer::number_operations_from`].
+    first_operation: AtomicU64,
     store: Mutex<Store>,
 }
 
@@ -453,6 +465,7 @@ impl Shared {
             seed,
             start: Instant::now(),
             arrivals: AtomicU64::new(0),
+            first_operation: AtomicU64::new(0),
             store: Mutex::new(Store::default()),
         }
     }
@@ -468,19 +481,25 @@ impl Shared {
         let n = self.arrivals.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let arrived = now.duration_since(self.start);
-        {
+        let draw = {
             let mut store = self.lock();
             store.stats.requests += 1;
             store.bucket(arrived).requests += 1;
+            let nth = req.operation.map(|op| {
+                let count = store.requests_per_operation.entry(op).or_insert(0);
+                *count += 1;
+                let first = self.first_operation.load(Ordering::Relaxed);
+                (op.wrapping_sub(first), *count - 1)
+            });
             if let Some(op) = req.operation {
-                *store.requests_per_operation.entry(op).or_insert(0) += 1;
                 if store.not_before.get(&op).is_some_and(|nb| now < *nb) {
                     store.stats.retry_after_violations += 1;
                 }
             }
-        }
+            super::draw_index(n, nth)
+        };
 
-        let mut rng = SplitMix64::for_request(self.seed, n);
+        let mut rng = SplitMix64::for_request(self.seed, draw);
         let roll = rng.unit();
         let phase_index = self.schedule.phase_index_at(arrived);
         let phase = &self.schedule.phases()[phase_index].1;
