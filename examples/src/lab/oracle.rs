@@ -68,10 +68,15 @@
 //!   ([`draw_index`](crate::provider::draw_index)), as the clients' do, so
 //!   its latencies and the clients' come from the same luck (the
 //!   clairvoyant oracles take one fixed latency draw per operation);
-//! - `LateAnswers` it still reads clairvoyantly (the lucky requests), so
-//!   this oracle is, if anything, too good.
+//! - in a `LateAnswers` phase, a request the provider answers late says
+//!   nothing until an answer in time would have come (the phase's p99
+//!   latency, the shortest wait that rules out most answers in time);
+//!   then the operation resends, under its key, and the provider replays
+//!   what it committed. No client can tell a late answer sooner, and none
+//!   knows the phase's p99 exactly, so this oracle is, if anything, too
+//!   good.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::provider::rng::SplitMix64;
@@ -136,6 +141,9 @@ struct Learning {
     sent: u64,
     /// Requests sent so far per operation.
     tries: HashMap<u64, u64>,
+    /// Operations the provider committed and answers late: a resend is
+    /// answered with a replay, in time.
+    committed: HashSet<u64>,
     /// Operations whose request failed, back in the queue at the instant
     /// their answer arrives: (instant, operation, issued at).
     answering: Vec<(Duration, u64, Duration)>,
@@ -365,28 +373,39 @@ fn serve_learning(
         let mut rng = SplitMix64::for_request(seed, draw);
         let roll = rng.unit();
         let answer_after = phase.latency().sample(&mut rng);
-        let failed = match *phase {
-            Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } => roll < rate,
-            Phase::RateLimited { .. } => {
+        // When the operation learns that this request did not serve it,
+        // and waits again.
+        let back_at = match *phase {
+            Phase::Errors503 { rate, .. } | Phase::Resets { rate, .. } if roll < rate => {
+                Some(t + answer_after)
+            }
+            // A late answer: nothing says so but the wait. The soonest a
+            // client can tell is when an answer in time would have come
+            // (the phase's p99; not before the provider committed, which
+            // a resend would only meet as "in progress"); then it resends,
+            // under the same key, and the provider replays what it
+            // committed, in time.
+            Phase::LateAnswers { rate, latency, .. } if roll < rate && l.committed.insert(op) => {
+                Some(t + latency.p99.max(answer_after))
+            }
+            Phase::RateLimited { retry_after, .. } => {
                 let tokens = bucket.as_mut().map_or(0.0, |(_, tokens)| *tokens);
                 if tokens >= 1.0 {
                     if let Some((_, tokens)) = bucket.as_mut() {
                         *tokens -= 1.0;
                     }
-                    false
+                    None
                 } else {
                     // Refused: the 429's Retry-After pauses every operation.
-                    if let Phase::RateLimited { retry_after, .. } = *phase {
-                        l.blind_until = t + answer_after + retry_after;
-                    }
+                    l.blind_until = t + answer_after + retry_after;
                     n = 0;
-                    true
+                    Some(t + answer_after)
                 }
             }
-            _ => false,
+            _ => None,
         };
-        if failed {
-            l.answering.push((t + answer_after, op, at));
+        if let Some(back_at) = back_at {
+            l.answering.push((back_at, op, at));
             continue;
         }
         // The provider's own draw for this arrival, as the clients meet it.
