@@ -361,7 +361,13 @@ async fn open_rejects_until_open_for_then_moves_to_half_open_lazily() {
         take(&events),
         vec![(Open, HalfOpen, TransitionReason::OpenTimeElapsed)]
     );
-    assert_eq!(b.try_acquire().unwrap_err(), Rejected { retry_in: None });
+    // The probe is out: another may go beside it one probe interval on.
+    assert_eq!(
+        b.try_acquire().unwrap_err(),
+        Rejected {
+            retry_in: Some(ms(500))
+        }
+    );
     b.record(probe, false, None);
     assert_eq!(b.state(), Closed);
     assert_eq!(
@@ -384,7 +390,14 @@ async fn half_open_admits_exactly_the_configured_probes() {
         (p1.kind(), p2.kind()),
         (PermitKind::Probe, PermitKind::Probe)
     );
-    assert_eq!(b.try_acquire().unwrap_err(), Rejected { retry_in: None });
+    // Both out: the next may go beside them once they have been out for a
+    // probe interval (30 s here) without an answer.
+    assert_eq!(
+        b.try_acquire().unwrap_err(),
+        Rejected {
+            retry_in: Some(Duration::from_secs(30))
+        }
+    );
 
     b.record(p1, false, None);
     assert_eq!(b.state(), HalfOpen, "one of two probes succeeded");
@@ -409,6 +422,56 @@ async fn half_open_admits_exactly_the_configured_probes() {
     fail(&b);
     assert_eq!(b.state(), Open);
     assert_eq!(b.stats().times_opened, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_without_answer_for_a_probe_interval_gets_one_more_beside_it() {
+    let b = breaker(
+        counting(1, 1, 1.0)
+            .with_open_for(ms(50))
+            .with_half_open_probes(1),
+    );
+    fail(&b);
+    advance(ms(50)).await;
+    let slow = b.try_acquire().expect("the probe");
+    assert_eq!(slow.kind(), PermitKind::Probe);
+    // Out, and not for a whole interval yet: nobody else goes, and the
+    // rejection says when one more may.
+    advance(ms(20)).await;
+    assert_eq!(
+        b.try_acquire().unwrap_err(),
+        Rejected {
+            retry_in: Some(ms(30))
+        }
+    );
+    advance(ms(30)).await;
+    let quick = b.try_acquire().expect("one more probe beside the slow one");
+    assert_eq!(quick.kind(), PermitKind::Probe);
+    // Never more than one beside each probe, however long they take.
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(b.try_acquire().unwrap_err(), Rejected { retry_in: None });
+    // The second probe answers first: recovery is seen, the slow probe's
+    // later answer belongs to the half-open that ended.
+    b.record(quick, false, None);
+    assert_eq!(b.state(), Closed);
+    b.record(slow, true, None);
+    assert_eq!(b.state(), Closed, "a stale probe's failure decides nothing");
+
+    // A slow probe that fails reopens as any failed probe does.
+    fail(&b);
+    assert_eq!(b.state(), Open);
+    advance(Duration::from_secs(1)).await;
+    let slow = b.try_acquire().expect("the probe");
+    advance(ms(50)).await;
+    let other = b.try_acquire().expect("one more");
+    b.record(slow, true, None);
+    assert_eq!(b.state(), Open);
+    b.record(other, false, None);
+    assert_eq!(
+        b.state(),
+        Open,
+        "the reopened breaker ignores the old probe"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1072,7 +1135,11 @@ async fn e2e_half_open_admits_exactly_two_concurrent_probes() {
     assert_eq!(ran.load(Ordering::SeqCst), 6);
     match poll_once(c.as_mut()).await {
         Poll::Ready(result) => {
-            assert_eq!(circuit_open(result, "e2e-probes"), None);
+            // Until both have been out for a probe interval.
+            assert_eq!(
+                circuit_open(result, "e2e-probes"),
+                Some(Duration::from_secs(10))
+            );
         }
         Poll::Pending => panic!("a third caller must be rejected while two probes are out"),
     }

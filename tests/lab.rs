@@ -204,13 +204,7 @@ fn buttress_protects_the_provider_during_incidents() {
 
 #[test]
 fn buttress_latency_stays_within_300_ms_of_the_learning_oracle() {
-    // Where the promise holds with a margin on every seed measured (see the
-    // book's scorecard chapter for `flapping`, `burst_503`, `late_answers`
-    // and `latency_spike`, where it does not always).
     for (seed, scenario, row) in buttress_rows() {
-        if !["healthy", "storm_429", "outage"].contains(&scenario.scenario.as_str()) {
-            continue;
-        }
         let s = &row.score;
         assert!(
             s.p99_ms <= scenario.oracle_learning.p99_ms + 300.0,

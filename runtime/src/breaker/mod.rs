@@ -19,10 +19,14 @@
 //!   (With [recovery](crate::recovery) waiting on, callers wait instead of
 //!   being rejected, and the earliest-deadline waiter is the probe.)
 //! - **Half-open** admits exactly `half_open_probes` probes (atomic
-//!   admission: while they are out, every other caller is rejected). A
-//!   failed (or slow) probe reopens the breaker at once; it closes, with a
-//!   fresh window, when all probes succeeded. A probe whose caller gave up
-//!   (the future was dropped) returns its slot.
+//!   admission: while they are out, every other caller is rejected), and
+//!   one more beside each probe that has been out for a whole
+//!   `probe_interval` without an answer (never more than twice
+//!   `half_open_probes`), so a provider's slow
+//!   answer to a probe delays the sight of its recovery by one interval at
+//!   most. A failed (or slow) probe reopens the breaker at once; it closes,
+//!   with a fresh window, when `half_open_probes` probes succeeded. A probe
+//!   whose caller gave up (the future was dropped) returns its slot.
 //! - **Forced** states (operators) hold until [`Breaker::reset`] or another
 //!   force: forced-open rejects everything, forced-closed admits everything
 //!   and records nothing.
@@ -757,8 +761,8 @@ impl Breaker {
                     make(HALF_OPEN, 1, 0, gen + 1)
                 }
                 _ => {
-                    if admitted(word) >= u64::from(self.config.half_open_probes) {
-                        return Err(Rejected { retry_in: None });
+                    if let Some(wait) = self.probes_all_out(word) {
+                        return Err(Rejected { retry_in: wait });
                     }
                     make(HALF_OPEN, admitted(word) + 1, succeeded(word), gen)
                 }
@@ -769,6 +773,8 @@ impl Breaker {
             {
                 Ok(_) => {
                     if code(word) == OPEN {
+                        // While half-open, `open_until` says when it began.
+                        self.open_until.store(self.now_nanos(), Ordering::Release);
                         self.emit(
                             BreakerState::Open,
                             BreakerState::HalfOpen,
@@ -780,6 +786,37 @@ impl Breaker {
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// In the half-open state `word`: `None` when a probe may go now;
+    /// otherwise every probe is out, and `Some` wait until one more may go
+    /// (`Some(None)`: not until a probe answers).
+    ///
+    /// A probe out for a whole probe interval without an answer does not
+    /// hold recovery back: one more probe goes beside it, at most one per
+    /// probe (so a provider that hangs gets twice the probes, not more),
+    /// and the first `half_open_probes` successes close the breaker. A
+    /// provider's answer time then delays the sight of its recovery by one
+    /// probe interval at most. (A zero interval, which only unvalidated
+    /// settings can have, doubles nothing.)
+    #[allow(clippy::option_option)]
+    fn probes_all_out(&self, word: u64) -> Option<Option<Duration>> {
+        let probes = u64::from(self.config.half_open_probes);
+        let out = admitted(word);
+        if out < probes {
+            return None;
+        }
+        let interval = u64::try_from(self.config.probe_interval().as_nanos()).unwrap_or(u64::MAX);
+        let extra = out - probes + 1;
+        if interval == 0 || extra > probes {
+            return Some(None);
+        }
+        let due = self
+            .open_until
+            .load(Ordering::Acquire)
+            .saturating_add(interval.saturating_mul(extra));
+        let now = self.now_nanos();
+        (now < due).then(|| Some(Duration::from_nanos(due - now)))
     }
 
     /// Report the outcome of an admitted call. `failed` is true for a
