@@ -132,7 +132,7 @@ oracle   the best any client can do sending one request per operation at the bes
          its deadline, while keeping the storm bound (<= 1.5 x the operations of each 100 ms
          window); oracle_unpaced drops that bound (every held operation at the instant of recovery);
          oracle_learning keeps it and knows only what answers say (which requests fail, when a
-         provider is back, its quota after a 429 whose Retry-After it honours): p99's reference
+         provider is back, when a rate limit lifted, which answers come late): p99's reference
 ";
 
 /// The scorecard rows as a pretty-printed JSON array: one object per

@@ -693,6 +693,7 @@ impl Breaker {
     /// registered earlier under the same `key`: the metrics of a call
     /// site, registered again by each policy a reload gives it, keep one
     /// listener per operation instead of one per policy ever built.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn on_transition_keyed(
         &self,
         key: &str,
