@@ -537,7 +537,7 @@ impl Gate {
             // way the gate admitted them (it changes way as calls start or
             // stop being held, and the provider sees them all alike).
             let went = inner.went.len();
-            let whole = (self.config.pace * arrived as f64).max((went as f64) + floor);
+            let whole = (self.config.pace * arrived).max((went as f64) + floor);
             if (sent + 1) as f64 > allowance || (went + sent + 1) as f64 > whole {
                 // The oldest admission still in the window (none when the
                 // allowance is below one call: then wait a whole window).
