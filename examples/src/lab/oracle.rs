@@ -65,7 +65,7 @@
 //!   measure's 100 ms windows start;
 //! - its requests take the provider's own draws (fault roll and latency)
 //!   for their operation and place among its requests
-//!   ([`draw_index`](crate::provider::draw_index)), as the clients' do, so
+//!   ([`draw_index`]), as the clients' do, so
 //!   its latencies and the clients' come from the same luck (the
 //!   clairvoyant oracles take one fixed latency draw per operation);
 //! - in a `LateAnswers` phase, a request the provider answers late says
