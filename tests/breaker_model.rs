@@ -249,6 +249,8 @@ struct Model {
     window: VecDeque<(bool, bool)>,
     consecutive: u32,
     open_until: Duration,
+    /// When the breaker last went half-open.
+    half_open_since: Duration,
     probes_out: u32,
     probes_succeeded: u32,
     times_opened: u64,
@@ -264,6 +266,7 @@ impl Model {
             window: VecDeque::new(),
             consecutive: 0,
             open_until: Duration::ZERO,
+            half_open_since: Duration::ZERO,
             probes_out: 0,
             probes_succeeded: 0,
             times_opened: 0,
@@ -303,10 +306,24 @@ impl Model {
             }
             BreakerState::Open => {
                 self.go(BreakerState::HalfOpen, TransitionReason::OpenTimeElapsed);
+                self.half_open_since = now;
                 self.probes_out = 1;
                 PermitKind::Probe
             }
-            BreakerState::HalfOpen if self.probes_out >= self.cfg.probes => return Err(None),
+            // Every probe out: one more beside each probe that has been out
+            // for a whole probe interval (here `open_for`), never more.
+            BreakerState::HalfOpen if self.probes_out >= self.cfg.probes => {
+                let extra = self.probes_out - self.cfg.probes + 1;
+                if extra > self.cfg.probes {
+                    return Err(None);
+                }
+                let due = self.half_open_since + self.cfg.open_for * extra;
+                if now < due {
+                    return Err(Some(due - now));
+                }
+                self.probes_out += 1;
+                PermitKind::Probe
+            }
             BreakerState::HalfOpen => {
                 self.probes_out += 1;
                 PermitKind::Probe
