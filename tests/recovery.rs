@@ -241,7 +241,8 @@ async fn a_waiting_call_sends_nothing_and_never_outlives_its_deadline() {
         RecoveryConfig::new(),
     );
     // Trip the breaker, let its open period pass, and start a probe that
-    // takes 10 s: while it is out, the breaker admits nobody else.
+    // takes 10 s, and after a probe interval the one more that may go
+    // beside it: while they are out, the breaker admits nobody else.
     let slow = Provider::new(|_| Ok(()));
     let down = Provider::new(|_| Err(Fail::Unavailable));
     let _ = p.run(|| down.call("trip")).await;
@@ -253,9 +254,10 @@ async fn a_waiting_call_sends_nothing_and_never_outlives_its_deadline() {
         .breaker(tripping(1, ms(100)))
         .build_in(&registry)
         .unwrap();
-    let probe = tokio::spawn({
+    let start_probe = || {
         let slow = slow.clone();
-        async move {
+        let prober = prober.clone();
+        tokio::spawn(async move {
             prober
                 .run(|| async {
                     let _ = slow.call("probe").await;
@@ -263,10 +265,15 @@ async fn a_waiting_call_sends_nothing_and_never_outlives_its_deadline() {
                     Ok::<(), Fail>(())
                 })
                 .await
-        }
-    });
+        })
+    };
+    let probe = start_probe();
     tokio::time::sleep(ms(1)).await;
     assert_eq!(p.shared().breaker().state(), BreakerState::HalfOpen);
+    tokio::time::sleep(ms(100)).await;
+    let hedge = start_probe();
+    tokio::time::sleep(ms(1)).await;
+    assert_eq!(slow.calls().len(), 2, "the probe and the one beside it");
     // A call now waits, sending nothing, for the whole of its deadline and
     // not a moment more.
     let start = Instant::now();
@@ -284,6 +291,7 @@ async fn a_waiting_call_sends_nothing_and_never_outlives_its_deadline() {
     );
     assert_eq!(p.shared().recovery().stats().gave_up, 1);
     probe.abort();
+    hedge.abort();
 
     // An operator's forced-open breaker turns calls away at once.
     p.shared().breaker().force_open();
