@@ -505,6 +505,8 @@ pub struct Breaker {
     slow_ppb: Option<u64>,
     state: AtomicU64,
     open_until: AtomicU64,
+    /// When the breaker last went half-open, in nanoseconds since `base`.
+    half_open_since: AtomicU64,
     base: Instant,
     window: WindowImpl,
     consecutive: AtomicU32,
@@ -607,6 +609,7 @@ impl Breaker {
             config,
             state: AtomicU64::new(make(CLOSED, 0, 0, 0)),
             open_until: AtomicU64::new(0),
+            half_open_since: AtomicU64::new(0),
             base: Instant::now(),
             window,
             consecutive: AtomicU32::new(0),
@@ -759,6 +762,10 @@ impl Breaker {
                             retry_in: Some(Duration::from_nanos(until - now)),
                         });
                     }
+                    // Before the move, so a caller that finds the probes
+                    // all out never reads an earlier half-open's start (a
+                    // losing racer's store is as recent as the winner's).
+                    self.half_open_since.store(now, Ordering::Release);
                     make(HALF_OPEN, 1, 0, gen + 1)
                 }
                 _ => {
@@ -774,8 +781,6 @@ impl Breaker {
             {
                 Ok(_) => {
                     if code(word) == OPEN {
-                        // While half-open, `open_until` says when it began.
-                        self.open_until.store(self.now_nanos(), Ordering::Release);
                         self.emit(
                             BreakerState::Open,
                             BreakerState::HalfOpen,
@@ -813,7 +818,7 @@ impl Breaker {
             return Some(None);
         }
         let due = self
-            .open_until
+            .half_open_since
             .load(Ordering::Acquire)
             .saturating_add(interval.saturating_mul(extra));
         let now = self.now_nanos();
