@@ -47,11 +47,11 @@ impl SiteMetrics {
             ]
         };
         let state: Gauge = gauge!("buttress_breaker_state", &labels());
-        state.set(f64::from(super::breaker_state_code(breaker.state())));
+        state.set(f64::from(breaker.state().gauge_value()));
         // One listener per operation: a reload's new policy for the call
         // site replaces the old one's.
         breaker.on_transition_keyed(&operation, move |event| {
-            state.set(f64::from(super::breaker_state_code(event.to)));
+            state.set(f64::from(event.to.gauge_value()));
         });
         let with = |key: &'static str, value: &'static str| {
             let mut all = labels().to_vec();

@@ -60,7 +60,6 @@ mod metrics;
 use std::fmt;
 use std::time::Duration;
 
-use crate::breaker::BreakerState;
 use crate::call::CallOutcome;
 use crate::class::ErrorClass;
 use crate::policy::PolicyInner;
@@ -94,18 +93,6 @@ pub(crate) const fn class_label(class: Option<ErrorClass>) -> &'static str {
     match class {
         None => "ok",
         Some(class) => class.as_str(),
-    }
-}
-
-/// `buttress_breaker_state`'s value for a state.
-#[must_use]
-pub const fn breaker_state_code(state: BreakerState) -> u8 {
-    match state {
-        BreakerState::Closed => 0,
-        BreakerState::Open => 1,
-        BreakerState::HalfOpen => 2,
-        BreakerState::ForcedOpen => 3,
-        BreakerState::ForcedClosed => 4,
     }
 }
 
@@ -196,6 +183,7 @@ impl SiteTelemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breaker::BreakerState;
     use crate::call::Rejection;
 
     #[test]
@@ -217,6 +205,6 @@ mod tests {
             call_label(CallOutcome::Rejected(Rejection::Bulkhead), false),
             "rejected"
         );
-        assert_eq!(breaker_state_code(BreakerState::ForcedClosed), 4);
+        assert_eq!(BreakerState::ForcedClosed.gauge_value(), 4);
     }
 }
