@@ -135,12 +135,12 @@ where
         };
         run(1_000).await; // warm-up: timer wheel, deferred-waker list, thread-locals
         let allocations = ALLOCATIONS.load(Ordering::Relaxed);
-        let locks = buttress::__private::locks_taken_on_this_thread();
+        let locks = buttress::diagnostics::locks_taken_on_this_thread();
         run(10_000).await;
         Case {
             name,
             allocations: ALLOCATIONS.load(Ordering::Relaxed) - allocations,
-            locks: buttress::__private::locks_taken_on_this_thread() - locks,
+            locks: buttress::diagnostics::locks_taken_on_this_thread() - locks,
         }
     })
 }

@@ -47,7 +47,7 @@ async fn replaced_policies_are_freed_when_their_last_call_ends() {
     let release = Arc::new(Notify::new());
     release.notify_one();
     held(release).await.unwrap();
-    let before = buttress::__private::live_policies();
+    let before = buttress::diagnostics::live_policies();
 
     // Each reload gives the site a new timeout (100 ms + i ms), and a call
     // starts under it and stays in flight: every policy is still held.
@@ -60,7 +60,7 @@ async fn replaced_policies_are_freed_when_their_last_call_ends() {
         tokio::task::yield_now().await; // the call starts under this policy
         in_flight.push((timeout, tx, call));
     }
-    let holding = buttress::__private::live_policies();
+    let holding = buttress::diagnostics::live_policies();
     assert!(
         holding >= RELOADS as usize,
         "{holding} policies alive with {RELOADS} calls in flight under distinct ones (from {before})"
@@ -90,7 +90,7 @@ async fn replaced_policies_are_freed_when_their_last_call_ends() {
 
     // Every call has ended: each site holds only its policy in force (the
     // `held` site's inline policy went as soon as it was replaced).
-    let after = buttress::__private::live_policies();
+    let after = buttress::diagnostics::live_policies();
     assert!(
         after <= before,
         "{after} policies alive after {RELOADS} reloads and every call ended (from {before}): replaced policies leak"
@@ -101,5 +101,5 @@ async fn replaced_policies_are_freed_when_their_last_call_ends() {
         define(ms(100 + RELOADS - 1));
         sleeps(ms(1)).await.unwrap();
     }
-    assert!(buttress::__private::live_policies() <= before);
+    assert!(buttress::diagnostics::live_policies() <= before);
 }

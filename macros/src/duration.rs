@@ -23,5 +23,6 @@ pub(crate) fn parse(lit: &LitStr) -> syn::Result<Duration> {
 pub(crate) fn tokens(d: Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
-    quote!(::buttress::__private::Duration::new(#secs, #nanos))
+    let rt = crate::runtime_path();
+    quote!(#rt::Duration::new(#secs, #nanos))
 }

@@ -1,7 +1,9 @@
 //! The macros of [buttress](https://docs.rs/buttress): `#[resilient(...)]`
 //! and `#[derive(Classify)]`. Use them through the `buttress` crate, which
-//! re-exports them; the generated code names only `::buttress::__private`
-//! paths.
+//! re-exports them; the generated code names only paths under
+//! `::buttress::__private_<version>` (see [`runtime_path`]), so a macro
+//! crate and a runtime of different versions fail to build together
+//! instead of misbehaving.
 //!
 //! Each macro has three stages in three files: parse into a typed model
 //! that keeps the original tokens for spans, check the model and collect
@@ -12,6 +14,18 @@ mod duration;
 mod resilient;
 
 use proc_macro::TokenStream;
+
+/// The runtime's hidden module for this macro crate's version,
+/// `::buttress::__private_0_1_0` for 0.1.0: the two crates are released
+/// together, and the runtime names its module after its own version.
+fn runtime_path() -> proc_macro2::TokenStream {
+    let name = format!(
+        "__private_{}",
+        env!("CARGO_PKG_VERSION").replace(['.', '-', '+'], "_")
+    );
+    let module = proc_macro2::Ident::new(&name, proc_macro2::Span::call_site());
+    quote::quote!(::buttress::#module)
+}
 
 /// Makes an `async fn` returning `Result<T, E>` resilient: deadline,
 /// retries under a budget, circuit breaker, rate limit, bulkhead and

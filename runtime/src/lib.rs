@@ -200,9 +200,20 @@ pub use policy::{Policy, PolicyBuilder, PolicyConfig};
 pub use registry::{BreakerHandle, Provider, Registry, SharedConfig};
 pub use rng::Rng;
 
-/// Not public API: what generated code and the test suite reach for.
+/// Checks that show the library keeps its own promises, for tests,
+/// benchmarks and operators: how many policies are alive (flat however
+/// often a configuration is reloaded) and how many of buttress's locks a
+/// thread has taken (none on the happy path of a call).
+pub mod diagnostics {
+    pub use crate::policy::live_policies;
+    pub use crate::sync::locks_taken_on_this_thread;
+}
+
+/// Not public API: what generated code reaches for. Named after the crate's
+/// version, which the macros put in every path they generate, so a macro
+/// crate and a runtime of different versions do not build together.
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_0_1_0 {
     pub use crate::adaptive_timeout::AdaptiveTimeoutConfig;
     pub use crate::breaker::{BreakerConfig, Window};
     pub use crate::budget::BudgetConfig;
@@ -214,11 +225,9 @@ pub mod __private {
         key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
         Site,
     };
-    pub use crate::policy::live_policies;
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::recovery::RecoveryConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
-    pub use crate::sync::locks_taken_on_this_thread;
     pub use crate::throttle::ThrottleConfig;
     pub use crate::{Call, Classify, Error, ErrorClass, Policy, PolicyConfig};
     pub use core::ops::ControlFlow;
@@ -227,6 +236,12 @@ pub mod __private {
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
 }
+
+// The hidden module's name must follow the version (see `__private_0_1_0`).
+const _: () = assert!(
+    matches!(env!("CARGO_PKG_VERSION").as_bytes(), b"0.1.0"),
+    "rename `__private_0_1_0` after the crate's version"
+);
 
 #[cfg(feature = "macros")]
 pub use buttress_macros::{resilient, Classify};

@@ -1,5 +1,5 @@
 //! What the macros' generated code calls. Not public API: reached only as
-//! `::buttress::__private::…`, and free to change between releases.
+//! `::buttress::__private_<version>::…`, and free to change between releases.
 
 use std::sync::{Arc, Weak};
 

@@ -495,7 +495,6 @@ static LIVE_POLICIES: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 /// (every clone and every call holding one gone). A call site's replaced
 /// policy is freed once its last call ends, so this stays flat however
 /// often a configuration is reloaded.
-#[doc(hidden)]
 #[must_use]
 pub fn live_policies() -> usize {
     LIVE_POLICIES.load(std::sync::atomic::Ordering::Relaxed)

@@ -10,7 +10,6 @@ thread_local! {
 }
 
 /// How many buttress locks this thread has taken so far.
-#[doc(hidden)]
 #[must_use]
 pub fn locks_taken_on_this_thread() -> u64 {
     LOCKS_TAKEN.with(Cell::get)

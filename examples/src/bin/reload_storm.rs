@@ -10,7 +10,7 @@
 //! starts under it and stays in flight until `--in-flight` later reloads
 //! have happened, so every policy is held by a call for a while and then
 //! released. Every `--every` reloads a row shows the policies alive in the
-//! process (`buttress::__private::live_policies`) and the RSS. At the end
+//! process (`buttress::diagnostics::live_policies`) and the RSS. At the end
 //! the calls are all released; the policies alive must come back to the
 //! ones in force, and the RSS must not grow by more than 1 MiB over the
 //! second half of the storm; the exit code is 1 otherwise. Everything runs in
@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
     let first = Arc::new(Notify::new());
     first.notify_one();
     held(first).await.expect("the first call");
-    let before = buttress::__private::live_policies();
+    let before = buttress::diagnostics::live_policies();
     println!(
         "reload_storm: {} reloads, {} calls in flight, each under its own policy",
         args.reloads, args.in_flight
@@ -112,7 +112,7 @@ async fn main() -> ExitCode {
         }
         // Let the new call start under this policy before the next reload.
         tokio::task::yield_now().await;
-        peak_live = peak_live.max(buttress::__private::live_policies());
+        peak_live = peak_live.max(buttress::diagnostics::live_policies());
         if i == args.reloads / 2 {
             rss_at_half = rss_kb();
         }
@@ -120,7 +120,7 @@ async fn main() -> ExitCode {
             println!(
                 "{:>9} {:>14} {:>10}",
                 i,
-                buttress::__private::live_policies(),
+                buttress::diagnostics::live_policies(),
                 rss_kb()
             );
         }
@@ -131,7 +131,7 @@ async fn main() -> ExitCode {
             .expect("the call did not panic")
             .expect("a released call succeeds");
     }
-    let after = buttress::__private::live_policies();
+    let after = buttress::diagnostics::live_policies();
     let rss_end = rss_kb();
     println!(
         "after every call ended: {after} policies alive (before the storm: {before}; peak {peak_live}); RSS {} KiB; {:.1} s",

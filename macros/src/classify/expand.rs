@@ -1,6 +1,6 @@
 //! Generation: the `Classify` impl of a checked [`Plan`], and the stand-in
 //! impl emitted next to errors. Generated code names only
-//! `::buttress::__private` and `::core` paths.
+//! `::buttress::__private_<version>` and `::core` paths.
 
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
@@ -13,21 +13,22 @@ use super::model::{Class, Field};
 /// `impl Classify for T`: `class()` always, `retry_after()` only when some
 /// variant can report a wait (otherwise the trait's `None` default stands).
 pub(crate) fn classify_impl(plan: &Plan<'_>) -> TokenStream {
+    let rt = crate::runtime_path();
     let ident = plan.ident;
     let generics = with_bounds(plan);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let class = class_body(plan);
     let retry_after = retry_after_body(plan).map(|body| {
         quote! {
-            fn retry_after(&self) -> ::buttress::__private::Option<::buttress::__private::Duration> {
+            fn retry_after(&self) -> #rt::Option<#rt::Duration> {
                 #body
             }
         }
     });
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::buttress::__private::Classify for #ident #ty_generics #where_clause {
-            fn class(&self) -> ::buttress::__private::ErrorClass {
+        impl #impl_generics #rt::Classify for #ident #ty_generics #where_clause {
+            fn class(&self) -> #rt::ErrorClass {
                 #class
             }
             #retry_after
@@ -38,12 +39,13 @@ pub(crate) fn classify_impl(plan: &Plan<'_>) -> TokenStream {
 /// Emitted with the errors, so that the type still implements `Classify`
 /// and its uses elsewhere add no follow-on errors (thiserror does the same).
 pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
+    let rt = crate::runtime_path();
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::buttress::__private::Classify for #ident #ty_generics #where_clause {
-            fn class(&self) -> ::buttress::__private::ErrorClass {
+        impl #impl_generics #rt::Classify for #ident #ty_generics #where_clause {
+            fn class(&self) -> #rt::ErrorClass {
                 ::core::unreachable!()
             }
         }
@@ -51,18 +53,20 @@ pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
 }
 
 fn class_body(plan: &Plan<'_>) -> TokenStream {
+    let rt = crate::runtime_path();
     answer_per_arm(plan, |arm| match arm.rule {
         Rule::Class(class) => (None, error_class(class)),
         Rule::Delegate(field) => (
             Some(field),
             quote_spanned! {field.ty.span()=>
-                ::buttress::__private::Classify::class(__buttress_field)
+                #rt::Classify::class(__buttress_field)
             },
         ),
     })
 }
 
 fn retry_after_body(plan: &Plan<'_>) -> Option<TokenStream> {
+    let rt = crate::runtime_path();
     let reports_wait =
         |arm: &Arm<'_>| arm.retry_after.is_some() || matches!(arm.rule, Rule::Delegate(_));
     let any_wait = match &plan.shape {
@@ -74,16 +78,16 @@ fn retry_after_body(plan: &Plan<'_>) -> Option<TokenStream> {
             (Rule::Delegate(field), _) => (
                 Some(field),
                 quote_spanned! {field.ty.span()=>
-                    ::buttress::__private::Classify::retry_after(__buttress_field)
+                    #rt::Classify::retry_after(__buttress_field)
                 },
             ),
             (Rule::Class(_), Some(field)) => (
                 Some(field),
                 quote_spanned! {field.ty.span()=>
-                    ::buttress::__private::RetryAfterField::retry_after_value(__buttress_field)
+                    #rt::RetryAfterField::retry_after_value(__buttress_field)
                 },
             ),
-            (Rule::Class(_), None) => (None, quote!(::buttress::__private::None)),
+            (Rule::Class(_), None) => (None, quote!(#rt::None)),
         })
     })
 }
@@ -127,8 +131,9 @@ fn binding(path: &TokenStream, field: &Field<'_>) -> TokenStream {
 }
 
 fn error_class(class: Class) -> TokenStream {
+    let rt = crate::runtime_path();
     let variant = Ident::new(class.variant_name(), proc_macro2::Span::call_site());
-    quote!(::buttress::__private::ErrorClass::#variant)
+    quote!(#rt::ErrorClass::#variant)
 }
 
 /// The item's generics, plus a bound for each delegated or `#[retry_after]`
@@ -136,6 +141,7 @@ fn error_class(class: Class) -> TokenStream {
 /// bound: a missing impl is reported at the field by the call's span, and
 /// leaving them out keeps private field types out of the public impl.
 fn with_bounds(plan: &Plan<'_>) -> Generics {
+    let rt = crate::runtime_path();
     let mut generics = plan.generics.clone();
     let params: Vec<&Ident> = plan
         .generics
@@ -152,10 +158,8 @@ fn with_bounds(plan: &Plan<'_>) -> Generics {
     let mut bounds: Vec<TokenStream> = Vec::new();
     for arm in arms {
         let (field, bound) = match (arm.rule, arm.retry_after) {
-            (Rule::Delegate(field), _) => (field, quote!(::buttress::__private::Classify)),
-            (Rule::Class(_), Some(field)) => {
-                (field, quote!(::buttress::__private::RetryAfterField))
-            }
+            (Rule::Delegate(field), _) => (field, quote!(#rt::Classify)),
+            (Rule::Class(_), Some(field)) => (field, quote!(#rt::RetryAfterField)),
             (Rule::Class(_), None) => continue,
         };
         if !mentions(field.ty, &params) {

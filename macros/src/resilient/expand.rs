@@ -28,7 +28,7 @@ fn f(n: &Num<f64>) -> TokenStream {
 
 /// The `PolicyConfig` constant expression for the call site.
 fn config(attr: &Attr, sig: &Signature) -> TokenStream {
-    let p = quote!(::buttress::__private);
+    let p = crate::runtime_path();
     let operation = sig.ident.to_string();
     let provider = match &attr.provider {
         Some(lit) => quote!(#lit),
@@ -305,7 +305,7 @@ fn dead_letter(
     attempt_loop: TokenStream,
     errors: &mut Errors,
 ) -> TokenStream {
-    let p = quote!(::buttress::__private);
+    let p = crate::runtime_path();
     let Some(sink) = &dlq.sink else {
         return attempt_loop;
     };
@@ -358,7 +358,7 @@ pub(crate) fn body(
     block: &Block,
     errors: &mut Errors,
 ) -> TokenStream {
-    let p = quote!(::buttress::__private);
+    let p = crate::runtime_path();
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => &**ty,
         ReturnType::Default => return quote!(#block),

@@ -1,4 +1,4 @@
-//! The generated code names only `::buttress::__private` and `::core`
+//! The generated code names only `::buttress::__private_<version>` and `::core`
 //! paths, so shadowed prelude names and look-alike items do not disturb it.
 #![allow(dead_code, non_camel_case_types)]
 
