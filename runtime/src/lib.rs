@@ -180,6 +180,7 @@ pub mod retry;
 mod rng;
 #[cfg(feature = "redis")]
 pub mod shared_quota;
+mod site;
 mod sync;
 pub mod telemetry;
 pub mod throttle;
@@ -223,11 +224,11 @@ pub mod __private_0_1_0 {
     pub use crate::macro_support::{
         begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due, dead_letter_entry,
         key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
-        Site,
     };
     pub use crate::rate_limit::RateLimitConfig;
     pub use crate::recovery::RecoveryConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
+    pub use crate::site::Site;
     pub use crate::throttle::ThrottleConfig;
     pub use crate::{Call, Classify, Error, ErrorClass, Policy, PolicyConfig};
     pub use core::ops::ControlFlow;

@@ -16,9 +16,9 @@ use loom::thread;
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, PermitKind};
 use crate::budget::{BudgetConfig, RetryBudget};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
-use crate::macro_support::Site;
 use crate::rate_limit::{Admission, LimiterClock, RateLimitConfig, RateLimiter};
 use crate::retry::RetryConfig;
+use crate::site::Site;
 use crate::{Error, PolicyConfig, Registry};
 
 /// Loom's default bound on preemptions keeps each model to seconds while
