@@ -1,7 +1,7 @@
 //! The macros of [buttress](https://docs.rs/buttress): `#[resilient(...)]`
 //! and `#[derive(Classify)]`. Use them through the `buttress` crate, which
 //! re-exports them; the generated code names only paths under
-//! `::buttress::__private_<version>` (see [`runtime_path`]), so a macro
+//! `::buttress::__private_<version>` (the version of this crate), so a macro
 //! crate and a runtime of different versions fail to build together
 //! instead of misbehaving.
 //!
