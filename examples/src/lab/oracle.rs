@@ -79,8 +79,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use crate::provider::rng::SplitMix64;
-use crate::provider::{draw_index, Phase, Schedule, BUCKET};
+use crate::provider::{draw_index, request_draws, Phase, Schedule, BUCKET};
 
 /// The seed of the oracle's latency draws.
 const LATENCY_SEED: u64 = 0x0_5ac1e;
@@ -269,18 +268,13 @@ fn simulate(schedule: &Schedule, rate: u32, paced: bool, seed: u64, learns: bool
                 *tokens -= n as f64;
             }
             window_left -= n as f64;
-            let latency = phase.latency();
             while n > 0 {
                 let Some((op, at)) = waiting.pop_front() else {
                     break;
                 };
-                // The phase's own latency distribution, one draw per
-                // operation (the same on every run).
-                // The provider's draws for this operation's first
-                // request: its fault roll, then its latency.
-                let mut rng = SplitMix64::for_request(seed, draw_index(0, Some((op, 0))));
-                let _roll = rng.unit();
-                let took = latency.sample(&mut rng);
+                // The provider's latency for this operation's first
+                // request, in the serving phase (the same on every run).
+                let (_, took) = request_draws(seed, draw_index(0, Some((op, 0))), phase);
                 latencies.push(t.saturating_sub(at) + took);
                 served += 1;
                 n -= 1;
@@ -370,9 +364,7 @@ fn serve_learning(
         let tries = l.tries.entry(op).or_insert(0);
         let draw = draw_index(arrival, Some((op, *tries)));
         *tries += 1;
-        let mut rng = SplitMix64::for_request(seed, draw);
-        let roll = rng.unit();
-        let answer_after = phase.latency().sample(&mut rng);
+        let (roll, answer_after) = request_draws(seed, draw, phase);
         // When the operation learns that this request did not serve it,
         // and waits again.
         let back_at = match *phase {

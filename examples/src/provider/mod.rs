@@ -63,6 +63,15 @@ pub fn fault_roll(seed: u64, draw: u64) -> f64 {
     rng::SplitMix64::for_request(seed, draw).unit()
 }
 
+/// The draws of request `draw` (see [`draw_index`]) on a server started
+/// with `seed` in `phase`: its fault roll ([`fault_roll`]), then its
+/// latency. The server and the lab's oracles take them alike.
+pub(crate) fn request_draws(seed: u64, draw: u64, phase: &Phase) -> (f64, std::time::Duration) {
+    let mut rng = rng::SplitMix64::for_request(seed, draw);
+    let roll = rng.unit();
+    (roll, phase.latency().sample(&mut rng))
+}
+
 /// Which of the seed's draws (fault roll, then latency) a request takes.
 ///
 /// A request that names its logical operation ([`LAB_OPERATION_HEADER`])

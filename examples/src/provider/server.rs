@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
 use super::net::{ConnHandle, ResettableListener};
-use super::rng::SplitMix64;
 use super::schedule::{Phase, Schedule};
 
 /// The width of one [`Bucket`] of [`ProviderStats::timeline`]: 100 ms.
@@ -499,11 +498,9 @@ impl Shared {
             super::draw_index(n, nth)
         };
 
-        let mut rng = SplitMix64::for_request(self.seed, draw);
-        let roll = rng.unit();
         let phase_index = self.schedule.phase_index_at(arrived);
         let phase = &self.schedule.phases()[phase_index].1;
-        let latency = phase.latency().sample(&mut rng);
+        let (roll, latency) = super::request_draws(self.seed, draw, phase);
 
         let answer = match *phase {
             Phase::Down => Some(Answer::Reply(Reply::unavailable())),

@@ -369,10 +369,7 @@ impl Gate {
 
     /// The arrival rate of new calls, per second.
     fn demand(&self, inner: &mut Inner, now: u64) -> f64 {
-        let horizon = now.saturating_sub(saturating_nanos(DEMAND_SPAN));
-        while inner.arrivals.front().is_some_and(|&t| t < horizon) {
-            inner.arrivals.pop_front();
-        }
+        forget_old_arrivals(inner, now);
         let span = now.saturating_sub(inner.active_since);
         if span >= saturating_nanos(DEMAND_SPAN) {
             return inner.arrivals.len() as f64 / DEMAND_SPAN.as_secs_f64();
@@ -388,8 +385,8 @@ impl Gate {
     /// [`demand`](Self::demand), a young measure is not rounded up (the
     /// span is at least one [`PACE_WINDOW`]), so a release held to it
     /// cannot run ahead of the arrivals.
-    fn measured_demand(&self, inner: &mut Inner, now: u64) -> f64 {
-        self.demand(inner, now);
+    fn measured_demand(inner: &mut Inner, now: u64) -> f64 {
+        forget_old_arrivals(inner, now);
         let span = now
             .saturating_sub(inner.active_since)
             .clamp(saturating_nanos(PACE_WINDOW), saturating_nanos(DEMAND_SPAN));
@@ -502,7 +499,7 @@ impl Gate {
             // the last `DEMAND_SPAN` as its measure, and the pace the
             // provider has been taking over the last second.
             let arrived = if inner.held > 0 {
-                let recent = self.measured_demand(inner, at) * PACE_WINDOW.as_secs_f64();
+                let recent = Self::measured_demand(inner, at) * PACE_WINDOW.as_secs_f64();
                 // Half a call a window above what the provider took over
                 // the last second: the whole-call rounding of each window
                 // would otherwise lower the pace by a call a window every
@@ -870,6 +867,14 @@ impl Gate {
 }
 
 /// How many of the instants in `queue` (oldest first) are after `horizon`.
+/// Drop the arrivals older than [`DEMAND_SPAN`].
+fn forget_old_arrivals(inner: &mut Inner, now: u64) {
+    let horizon = now.saturating_sub(saturating_nanos(DEMAND_SPAN));
+    while inner.arrivals.front().is_some_and(|&t| t < horizon) {
+        inner.arrivals.pop_front();
+    }
+}
+
 fn count_since(queue: &VecDeque<u64>, horizon: u64) -> usize {
     queue.iter().rev().take_while(|&&t| t > horizon).count()
 }
