@@ -447,12 +447,27 @@ async fn check(cfg: Cfg, ops: &[Op]) -> Result<BreakerState, TestCaseError> {
         "generated config must be valid: {:?}",
         config
     );
-    let breaker = Breaker::new("model", config);
+    // A name of its own: transitions arrive through the process-wide
+    // events channel, which other cases running at once also use.
+    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "model-{}",
+        CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let breaker = Breaker::new(name.as_str(), config);
     let seen: Arc<Mutex<Vec<Transition>>> = Arc::default();
     let sink = Arc::clone(&seen);
-    breaker.on_transition(move |e| {
-        if e.from != e.to {
-            sink.lock().unwrap().push((e.from, e.to, e.reason));
+    let _subscription = buttress::events::subscribe(move |event| {
+        if let buttress::events::PolicyEvent::BreakerTransition {
+            provider,
+            from,
+            to,
+            reason,
+        } = event
+        {
+            if *provider == name && from != to {
+                sink.lock().unwrap().push((*from, *to, *reason));
+            }
         }
     });
     let mut model = Model::new(cfg);

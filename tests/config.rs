@@ -324,10 +324,10 @@ fn an_invalid_file_changes_nothing() {
 #[test]
 fn a_reload_keeps_state_whose_settings_did_not_change() {
     let registry = Registry::new();
-    let v1 = "[providers.pay]\ntimeout = \"2s\"\nbreaker = { consecutive_failures = 100, open_for = \"30s\" }\nbulkhead = { max_concurrent = 4 }\n";
+    let v1 = "[providers.pay-reload]\ntimeout = \"2s\"\nbreaker = { consecutive_failures = 100, open_for = \"30s\" }\nbulkhead = { max_concurrent = 4 }\n";
     registry.load_str(v1, Format::Toml).unwrap();
-    let provider = registry.get("pay").unwrap();
-    let handle = registry.breaker("pay");
+    let provider = registry.get("pay-reload").unwrap();
+    let handle = registry.breaker("pay-reload");
     for _ in 0..3 {
         let permit = handle.try_acquire().unwrap();
         handle.record(permit, true, None);
@@ -337,15 +337,18 @@ fn a_reload_keeps_state_whose_settings_did_not_change() {
     // Only per-call settings change: the provider's state is the same object.
     let v2 = v1.replace("\"2s\"", "\"500ms\"");
     registry.load_str(&v2, Format::Toml).unwrap();
-    assert!(Arc::ptr_eq(&provider, &registry.get("pay").unwrap()));
-    assert_eq!(registry.breaker("pay").state(), BreakerState::ForcedOpen);
-    assert_eq!(registry.breaker("pay").stats().window.failures, 3);
+    assert!(Arc::ptr_eq(&provider, &registry.get("pay-reload").unwrap()));
+    assert_eq!(
+        registry.breaker("pay-reload").state(),
+        BreakerState::ForcedOpen
+    );
+    assert_eq!(registry.breaker("pay-reload").stats().window.failures, 3);
 
     // The bulkhead changes: the same bulkhead takes the new limit in place,
     // the same breaker.
     let v3 = v2.replace("max_concurrent = 4", "max_concurrent = 8");
     registry.load_str(&v3, Format::Toml).unwrap();
-    let after = registry.get("pay").unwrap();
+    let after = registry.get("pay-reload").unwrap();
     assert!(!Arc::ptr_eq(&provider, &after));
     assert_eq!(after.bulkhead().unwrap().config().max_concurrent(), 8);
     assert!(std::ptr::eq(
@@ -356,13 +359,20 @@ fn a_reload_keeps_state_whose_settings_did_not_change() {
     assert_eq!(after.breaker().stats().window.failures, 3);
 
     // The breaker changes: a new breaker, with an empty window; the
-    // operator's force and the listeners carry over.
+    // operator's force carries over, and its transitions reach the one
+    // channel of events under the same provider.
     let transitions = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = Arc::clone(&transitions);
-    handle.on_transition(move |e| sink.lock().unwrap().push(e.to));
+    let _subscription = buttress::events::subscribe(move |event| {
+        if let buttress::events::PolicyEvent::BreakerTransition { provider, to, .. } = event {
+            if *provider == "pay-reload" {
+                sink.lock().unwrap().push(*to);
+            }
+        }
+    });
     let v4 = v3.replace("\"30s\"", "\"1m\"");
     registry.load_str(&v4, Format::Toml).unwrap();
-    let new = registry.breaker("pay");
+    let new = registry.breaker("pay-reload");
     assert!(!std::ptr::eq(&*new, &*handle));
     assert_eq!(new.config().open_for(), Duration::from_secs(60));
     assert_eq!(new.state(), BreakerState::ForcedOpen);
@@ -374,7 +384,7 @@ fn a_reload_keeps_state_whose_settings_did_not_change() {
     // A provider dropped from the file keeps its last settings.
     registry.load_str("", Format::Toml).unwrap();
     assert_eq!(
-        registry.breaker("pay").config().open_for(),
+        registry.breaker("pay-reload").config().open_for(),
         Duration::from_secs(60)
     );
 }

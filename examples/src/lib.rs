@@ -2,7 +2,6 @@
 //! 127.0.0.1), clients over reqwest, and the outage lab.
 
 pub mod clients;
-pub mod dlq_tool;
 pub mod lab;
 pub mod provider;
 

@@ -1,0 +1,165 @@
+//! The metric handles of one call site, registered once.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+use crate::circuit::BreakerState;
+use crate::class::ErrorClass;
+use crate::events::{self, PolicyEvent};
+
+const CLASSES: [&str; 5] = [
+    "ok",
+    "transient",
+    "rate_limited",
+    "outcome_unknown",
+    "permanent",
+];
+const OUTCOMES: [&str; 3] = ["ok", "error", "rejected"];
+const REASONS: [&str; 9] = [
+    "circuit_open",
+    "budget",
+    "rate_limit",
+    "bulkhead",
+    "deadline",
+    "in_flight",
+    "cooldown",
+    "queue_full",
+    "throttled",
+];
+
+pub(crate) struct SiteMetrics {
+    calls: [Counter; 3],
+    attempts: [Counter; 5],
+    retries: Counter,
+    rejections: [Counter; 9],
+    call_duration: Histogram,
+    attempt_duration: Histogram,
+}
+
+impl SiteMetrics {
+    pub(crate) fn register(provider: &Arc<str>, operation: &str, state: BreakerState) -> Self {
+        let name = Arc::clone(provider);
+        let provider = provider.to_string();
+        let operation = operation.to_owned();
+        let labels = || {
+            [
+                ("provider", provider.clone()),
+                ("operation", operation.clone()),
+            ]
+        };
+        let gauge: Gauge = gauge!("buttress_breaker_state", &labels());
+        gauge.set(f64::from(state.gauge_value()));
+        follow_transitions(name, &operation, gauge);
+        let with = |key: &'static str, value: &'static str| {
+            let mut all = labels().to_vec();
+            all.push((key, value.to_owned()));
+            all
+        };
+        Self {
+            calls: OUTCOMES.map(|o| counter!("buttress_calls_total", &with("outcome", o))),
+            attempts: CLASSES.map(|c| counter!("buttress_attempts_total", &with("class", c))),
+            retries: counter!("buttress_retries_total", &labels()),
+            rejections: REASONS.map(|r| counter!("buttress_rejections_total", &with("reason", r))),
+            call_duration: histogram!("buttress_call_duration_seconds", &labels()),
+            attempt_duration: histogram!("buttress_attempt_duration_seconds", &labels()),
+        }
+    }
+
+    pub(crate) fn attempt_ended(&self, class: Option<ErrorClass>, took: Option<Duration>) {
+        let index = match class {
+            None => 0,
+            Some(ErrorClass::Transient) => 1,
+            Some(ErrorClass::RateLimited) => 2,
+            Some(ErrorClass::OutcomeUnknown) => 3,
+            Some(ErrorClass::Permanent) => 4,
+        };
+        self.attempts[index].increment(1);
+        self.attempt_duration
+            .record(took.map_or(0.0, |d| d.as_secs_f64()));
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.increment(1);
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+            self.rejections[i].increment(1);
+        }
+    }
+
+    pub(crate) fn call_ended(&self, outcome: &'static str, took: Option<Duration>) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.calls[i].increment(1);
+        }
+        self.call_duration
+            .record(took.map_or(0.0, |d| d.as_secs_f64()));
+    }
+}
+
+/// The breaker state gauges, one per provider and operation, set from the
+/// breaker's transitions as `events` delivers them (the one channel).
+static GAUGES: Mutex<Vec<(Arc<str>, Box<str>, Gauge)>> = Mutex::new(Vec::new());
+
+/// Keep `gauge` at the state of `provider`'s breaker. A call site's new
+/// policy (after a reload) replaces its operation's earlier gauge, so each
+/// transition sets each gauge once.
+fn follow_transitions(provider: Arc<str>, operation: &str, gauge: Gauge) {
+    static LISTENING: OnceLock<()> = OnceLock::new();
+    LISTENING.get_or_init(|| events::subscribe(on_event).forever());
+    let mut gauges = GAUGES.lock().unwrap_or_else(PoisonError::into_inner);
+    match gauges
+        .iter_mut()
+        .find(|(p, o, _)| **p == *provider && **o == *operation)
+    {
+        Some(entry) => entry.2 = gauge,
+        None => gauges.push((provider, operation.into(), gauge)),
+    }
+}
+
+fn on_event(event: &PolicyEvent<'_>) {
+    if let PolicyEvent::BreakerTransition { provider, to, .. } = event {
+        let gauges = GAUGES.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, _, gauge) in gauges.iter().filter(|(p, _, _)| **p == **provider) {
+            gauge.set(f64::from(to.gauge_value()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload gives a call site a new policy, which registers its
+    /// metrics again: the operation keeps one gauge, set once per
+    /// transition, and other operations of the provider follow too.
+    #[test]
+    fn each_operation_keeps_one_gauge_that_follows_the_breaker() {
+        let provider: Arc<str> = Arc::from("gauge-test");
+        for _ in 0..50 {
+            drop(SiteMetrics::register(&provider, "op", BreakerState::Closed));
+        }
+        drop(SiteMetrics::register(
+            &provider,
+            "other-op",
+            BreakerState::Closed,
+        ));
+        let count = || {
+            GAUGES
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, _, _)| **p == *provider)
+                .count()
+        };
+        assert_eq!(count(), 2);
+        let breaker = crate::breaker::Breaker::new(
+            "gauge-test",
+            crate::breaker::BreakerConfig::new().with_consecutive_failures(1),
+        );
+        breaker.force_open();
+        assert_eq!(count(), 2);
+    }
+}
