@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buttress::bulkhead::BulkheadConfig;
-use buttress::rate_limit::RateLimitConfig;
+use buttress::rate_limit::{LimiterClock, RateLimitConfig};
 use buttress::retry::{Backoff, Jitter, RetryConfig};
 use buttress::Policy;
 use common::{ms, registry, Provider, ProviderError};
@@ -255,7 +255,8 @@ fn limited(name: &str, per_second: u32, burst: u32, retry: RetryConfig) -> Polic
         .rate_limit(
             RateLimitConfig::new()
                 .with_per_second(per_second)
-                .with_burst(burst),
+                .with_burst(burst)
+                .with_clock(LimiterClock::Tokio),
         )
         .retry(retry)
         .no_breaker()
@@ -302,7 +303,12 @@ async fn retries_take_rate_limit_slots_too() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_past_the_deadline_is_a_rejection() {
     let p = Policy::builder("rate-deadline")
-        .rate_limit(RateLimitConfig::new().with_per_second(1).with_burst(1))
+        .rate_limit(
+            RateLimitConfig::new()
+                .with_per_second(1)
+                .with_burst(1)
+                .with_clock(LimiterClock::Tokio),
+        )
         .timeout(ms(500))
         .deadline(ms(500))
         .retry(RetryConfig::off())

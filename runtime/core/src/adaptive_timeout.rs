@@ -56,6 +56,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 
 /// Settings of the adaptive attempt timeout.
@@ -80,17 +82,17 @@ pub const MIN_SAMPLES: u64 = 20;
 /// Cuts in the window, outnumbering the answers, that double the timeout.
 pub const MIN_TIMEOUTS: u64 = 3;
 /// The largest `multiplier` accepted.
-pub const MAX_MULTIPLIER: f64 = 10.0;
+pub const MAX_MULTIPLIER: f64 = rules::MAX_MULTIPLIER;
 
 impl AdaptiveTimeoutConfig {
     /// The defaults: between 50 ms and 10 s, 1.5 × the p99 of answers.
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            min: Duration::from_millis(50),
-            max: Duration::from_secs(10),
-            percentile: 0.99,
-            multiplier: 1.5,
+            min: defaults::ADAPTIVE_MIN,
+            max: defaults::ADAPTIVE_MAX,
+            percentile: defaults::PERCENTILE,
+            multiplier: defaults::MULTIPLIER,
         }
     }
 
@@ -151,40 +153,13 @@ impl AdaptiveTimeoutConfig {
     /// # Errors
     /// A [`ConfigError`] naming the invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.min.is_zero() {
-            return Err(ConfigError::new(
-                "adaptive_timeout.min",
-                "must be longer than zero",
-            ));
-        }
-        if self.max < self.min {
-            return Err(ConfigError::new(
-                "adaptive_timeout.max",
-                format!(
-                    "({:?}) is shorter than `min` ({:?}); raise it or lower `min`",
-                    self.max, self.min
-                ),
-            ));
-        }
-        if !(0.5..=0.999).contains(&self.percentile) {
-            return Err(ConfigError::new(
-                "adaptive_timeout.percentile",
-                format!(
-                    "must lie in [0.5, 0.999], got {}; 0.99 follows the provider's tail",
-                    self.percentile
-                ),
-            ));
-        }
-        if !(1.0..=MAX_MULTIPLIER).contains(&self.multiplier) {
-            return Err(ConfigError::new(
-                "adaptive_timeout.multiplier",
-                format!(
-                    "must lie in [1, {MAX_MULTIPLIER}], got {}; 1.5 is the usual choice (above 1, so the timeout can grow when the provider slows down)",
-                    self.multiplier
-                ),
-            ));
-        }
-        Ok(())
+        let check = |key: &str, rule: rules::Rule| {
+            ConfigError::check(&format!("adaptive_timeout.{key}"), rule)
+        };
+        check("min", rules::positive(self.min))?;
+        check("max", rules::adaptive_bounds(self.min, self.max))?;
+        check("percentile", rules::percentile(self.percentile))?;
+        check("multiplier", rules::multiplier(self.multiplier))
     }
 }
 

@@ -12,6 +12,8 @@
 
 use crate::sync::atomic::{AtomicU64, Ordering};
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 
 const MILLI: u64 = 1000;
@@ -31,8 +33,8 @@ impl BudgetConfig {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            ratio: 0.2,
-            cap: 10,
+            ratio: defaults::BUDGET_RATIO,
+            cap: defaults::BUDGET_CAP,
         }
     }
 
@@ -69,19 +71,8 @@ impl BudgetConfig {
     /// # Errors
     /// A [`ConfigError`] naming the invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(0.0..=1.0).contains(&self.ratio) {
-            return Err(ConfigError::new(
-                "budget.ratio",
-                format!("must be in [0, 1], got {}", self.ratio),
-            ));
-        }
-        if self.cap == 0 {
-            return Err(ConfigError::new(
-                "budget.cap",
-                "must be at least 1 token, got 0; use `budget = off` to disable the budget",
-            ));
-        }
-        Ok(())
+        ConfigError::check("budget.ratio", rules::budget_ratio(self.ratio))?;
+        ConfigError::check("budget.cap", rules::budget_cap(self.cap))
     }
 }
 

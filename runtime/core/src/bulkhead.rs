@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 
 /// Bulkhead settings.
@@ -31,8 +33,8 @@ impl BulkheadConfig {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            max_concurrent: 64,
-            max_wait: Duration::ZERO,
+            max_concurrent: defaults::MAX_CONCURRENT,
+            max_wait: defaults::MAX_WAIT,
         }
     }
 
@@ -67,13 +69,10 @@ impl BulkheadConfig {
     /// # Errors
     /// A [`ConfigError`] when `max_concurrent` is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_concurrent == 0 {
-            return Err(ConfigError::new(
-                "bulkhead.max_concurrent",
-                "must be at least 1, got 0",
-            ));
-        }
-        Ok(())
+        ConfigError::check(
+            "bulkhead.max_concurrent",
+            rules::at_least_one(self.max_concurrent),
+        )
     }
 }
 

@@ -250,6 +250,12 @@ impl ConfigError {
         &self.reason
     }
 
+    /// `Ok`, or the error for `path` carrying `rule`'s reason (see
+    /// `buttress_settings::rules`).
+    pub(crate) fn check(path: &str, rule: buttress_settings::rules::Rule) -> Result<(), Self> {
+        rule.map_err(|reason| Self::new(path, reason))
+    }
+
     /// The same error, one level deeper (`prefix.path`).
     #[must_use]
     pub fn within(mut self, prefix: &str) -> Self {

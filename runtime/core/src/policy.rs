@@ -155,6 +155,13 @@ impl PolicyBuilder {
         &self.config
     }
 
+    /// The settings, unchecked, for [`Registry::define_policy`] (which
+    /// checks them).
+    #[must_use]
+    pub fn into_config(self) -> PolicyConfig {
+        self.config
+    }
+
     /// Validate and register with the [global registry](Registry::global).
     ///
     /// # Errors
@@ -169,6 +176,12 @@ impl PolicyBuilder {
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build_in(self, registry: &Registry) -> Result<Policy, ConfigError> {
         Policy::from_config(self.config, registry)
+    }
+}
+
+impl From<PolicyBuilder> for PolicyConfig {
+    fn from(builder: PolicyBuilder) -> Self {
+        builder.config
     }
 }
 

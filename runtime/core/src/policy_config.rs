@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use buttress_settings::{defaults, rules};
+
 use crate::adaptive_timeout::AdaptiveTimeoutConfig;
 use crate::breaker::BreakerConfig;
 use crate::budget::BudgetConfig;
@@ -15,7 +17,14 @@ use crate::retry::RetryConfig;
 use crate::throttle::ThrottleConfig;
 
 /// The settings of one call site (plain data, `const`-constructible, so the
-/// `#[resilient]` macro can put it in a `static`).
+/// `#[resilient]` macro can put it in a `static`). Read it through its
+/// getters; write it through the one builder, [`Policy::builder`]
+/// (`.into_config()` when a [`Registry::define_policy`] wants the settings
+/// rather than a policy). The `const` setters (`with_*`) are what the
+/// macro's generated code calls and are hidden from these docs.
+///
+/// [`Policy::builder`]: crate::Policy::builder
+/// [`Registry::define_policy`]: crate::Registry::define_policy
 ///
 /// # Default
 /// timeout 10 s per attempt, deadline 30 s for the whole call,
@@ -57,9 +66,9 @@ impl PolicyConfig {
         Self {
             provider: Cow::Borrowed(provider),
             operation: Cow::Borrowed(operation),
-            timeout: Some(Duration::from_secs(10)),
+            timeout: Some(defaults::TIMEOUT),
             adaptive_timeout: None,
-            deadline: Some(Duration::from_secs(30)),
+            deadline: Some(defaults::DEADLINE),
             retry: RetryConfig::new(),
             breaker: Some(BreakerConfig::new()),
             bulkhead: None,
@@ -75,6 +84,7 @@ impl PolicyConfig {
     }
 
     /// Per-attempt timeout (`None`: none).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
@@ -82,6 +92,7 @@ impl PolicyConfig {
     }
 
     /// Deadline for the whole call, backoff included (`None`: none).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
@@ -89,6 +100,7 @@ impl PolicyConfig {
     }
 
     /// Retry settings ([`RetryConfig::off`] for none).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_retry(mut self, retry: RetryConfig) -> Self {
         self.retry = retry;
@@ -96,6 +108,7 @@ impl PolicyConfig {
     }
 
     /// Breaker settings (`None`: the breaker never trips by itself).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
         self.breaker = breaker;
@@ -103,6 +116,7 @@ impl PolicyConfig {
     }
 
     /// Bulkhead settings (`None`: no bulkhead).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_bulkhead(mut self, bulkhead: Option<BulkheadConfig>) -> Self {
         self.bulkhead = bulkhead;
@@ -110,6 +124,7 @@ impl PolicyConfig {
     }
 
     /// Rate-limit settings (`None`: no limit).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_rate_limit(mut self, rate_limit: Option<RateLimitConfig>) -> Self {
         self.rate_limit = rate_limit;
@@ -118,6 +133,7 @@ impl PolicyConfig {
 
     /// Whether repeating the operation is safe, so that `OutcomeUnknown`
     /// errors (timeouts after send) may be retried.
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
@@ -129,6 +145,7 @@ impl PolicyConfig {
     /// timeout; see [`Call::attempt_keeping`](crate::Call::attempt_keeping)).
     /// Needs `idempotent`: the kept attempt and its retry may both reach
     /// the provider, under one idempotency key.
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_hedge(mut self, hedge: bool) -> Self {
         self.hedge = hedge;
@@ -137,6 +154,7 @@ impl PolicyConfig {
 
     /// Waiting, cooldown, pacing and quota learning (shared by the
     /// provider's call sites).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_recovery(mut self, recovery: RecoveryConfig) -> Self {
         self.recovery = recovery;
@@ -145,6 +163,7 @@ impl PolicyConfig {
 
     /// An adaptive attempt timeout (`None`: the fixed `timeout`). The
     /// `timeout` is then its starting value (clamped to its `min..=max`).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_adaptive_timeout(mut self, adaptive: Option<AdaptiveTimeoutConfig>) -> Self {
         self.adaptive_timeout = adaptive;
@@ -152,6 +171,7 @@ impl PolicyConfig {
     }
 
     /// The adaptive throttle (`None`: none).
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_throttle(mut self, throttle: Option<ThrottleConfig>) -> Self {
         self.throttle = throttle;
@@ -159,6 +179,7 @@ impl PolicyConfig {
     }
 
     /// Seed the jitter for repeatable runs.
+    #[doc(hidden)]
     #[must_use]
     pub const fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -222,6 +243,7 @@ impl PolicyConfig {
 
     /// Admit every attempt through `quota` too (see [`crate::shared_quota`]).
     #[cfg(feature = "redis")]
+    #[doc(hidden)]
     #[must_use]
     pub fn with_shared_quota(mut self, quota: Option<crate::shared_quota::SharedQuota>) -> Self {
         self.shared_quota = quota;
@@ -277,28 +299,18 @@ impl PolicyConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.provider.is_empty() {
-            return Err(ConfigError::new("provider", "must not be empty"));
+        ConfigError::check("provider", rules::provider(&self.provider))?;
+        if let Some(timeout) = self.timeout {
+            ConfigError::check("timeout", rules::positive(timeout))?;
         }
-        if self.timeout == Some(Duration::ZERO) {
-            return Err(ConfigError::new("timeout", "must be longer than zero"));
-        }
-        if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::new("deadline", "must be longer than zero"));
+        if let Some(deadline) = self.deadline {
+            ConfigError::check("deadline", rules::positive(deadline))?;
         }
         if let (Some(timeout), Some(deadline)) = (self.timeout, self.deadline) {
-            if timeout > deadline {
-                return Err(ConfigError::new(
-                    "timeout",
-                    format!("({timeout:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower the timeout"),
-                ));
-            }
+            ConfigError::check("timeout", rules::timeout_within_deadline(timeout, deadline))?;
         }
         if self.hedge && !self.idempotent {
-            return Err(ConfigError::new(
-                "hedge",
-                "needs `idempotent`: a kept attempt and its retry may both reach the provider, so the operation must be safe to repeat (send one idempotency key)",
-            ));
+            return ConfigError::check("hedge", Err(rules::HEDGE_NEEDS_IDEMPOTENT.into()));
         }
         if let Some(adaptive) = &self.adaptive_timeout {
             // A `max` beyond the deadline is not an error: the deadline

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 
 /// Rate-limit settings.
@@ -38,8 +40,8 @@ impl RateLimitConfig {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            per_second: 100,
-            burst: 10,
+            per_second: defaults::PER_SECOND,
+            burst: defaults::BURST,
             clock: LimiterClock::Coarse,
         }
     }
@@ -88,19 +90,8 @@ impl RateLimitConfig {
     /// # Errors
     /// A [`ConfigError`] when a value is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.per_second == 0 {
-            return Err(ConfigError::new(
-                "rate_limit.per_second",
-                "must be at least 1, got 0",
-            ));
-        }
-        if self.burst == 0 {
-            return Err(ConfigError::new(
-                "rate_limit.burst",
-                "must be at least 1, got 0",
-            ));
-        }
-        Ok(())
+        ConfigError::check("rate_limit.per_second", rules::at_least_one(self.per_second))?;
+        ConfigError::check("rate_limit.burst", rules::at_least_one(self.burst))
     }
 }
 
@@ -144,6 +135,19 @@ pub enum LimiterClock {
     /// per limiter, so it changes nothing outside the policy that asks for
     /// it. In production it costs what [`LimiterClock::Precise`] costs.
     Tokio,
+}
+
+impl LimiterClock {
+    /// The clock named `name` in settings: `coarse`, `precise` or `tokio`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "coarse" => Some(Self::Coarse),
+            "precise" => Some(Self::Precise),
+            "tokio" => Some(Self::Tokio),
+            _ => None,
+        }
+    }
 }
 
 /// What the limiter decided for one call.

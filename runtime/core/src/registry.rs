@@ -330,7 +330,12 @@ impl Registry {
     ///
     /// # Errors
     /// A [`ConfigError`] if the settings are invalid (nothing is stored).
-    pub fn define_policy(&self, name: &str, config: PolicyConfig) -> Result<(), ConfigError> {
+    pub fn define_policy(
+        &self,
+        name: &str,
+        config: impl Into<PolicyConfig>,
+    ) -> Result<(), ConfigError> {
+        let config = config.into();
         config
             .validate()
             .map_err(|e| e.within(&format!("policies.{name}")))?;

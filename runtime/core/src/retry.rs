@@ -12,6 +12,8 @@
 use std::time::Duration;
 
 use crate::budget::BudgetConfig;
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 use crate::rng::Rng;
 
@@ -80,16 +82,7 @@ impl Backoff {
         match *self {
             Self::Constant(_) => Ok(()),
             Self::Exponential { base, max } | Self::Decorrelated { base, max } => {
-                if base > max {
-                    Err(ConfigError::new(
-                        "backoff",
-                        format!(
-                            "base ({base:?}) is larger than max ({max:?}); raise max or lower base"
-                        ),
-                    ))
-                } else {
-                    Ok(())
-                }
+                ConfigError::check("backoff", rules::backoff(base, max))
             }
         }
     }
@@ -139,8 +132,8 @@ impl RetryConfig {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            max_attempts: 3,
-            backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5)),
+            max_attempts: defaults::MAX_ATTEMPTS,
+            backoff: Backoff::exponential(defaults::BACKOFF_BASE, defaults::BACKOFF_MAX),
             jitter: Jitter::Full,
             budget: Some(BudgetConfig::new()),
         }
@@ -214,12 +207,7 @@ impl RetryConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 {
-            return Err(ConfigError::new(
-                "retry.max_attempts",
-                "must be at least 1 (1 means no retries), got 0",
-            ));
-        }
+        ConfigError::check("retry.max_attempts", rules::max_attempts(self.max_attempts))?;
         self.backoff.validate().map_err(|e| e.within("retry"))?;
         if let Some(budget) = &self.budget {
             budget.validate().map_err(|e| e.within("retry"))?;

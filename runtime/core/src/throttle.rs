@@ -51,6 +51,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 use crate::Rng;
 
@@ -65,15 +67,15 @@ pub struct ThrottleConfig {
 }
 
 /// The shortest throttle window.
-pub const MIN_THROTTLE_WINDOW: Duration = Duration::from_millis(100);
+pub const MIN_THROTTLE_WINDOW: Duration = rules::MIN_THROTTLE_WINDOW;
 
 impl ThrottleConfig {
     /// The defaults: `k` 2.0, a 2-minute window.
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            k: 2.0,
-            window: Duration::from_secs(120),
+            k: defaults::THROTTLE_K,
+            window: defaults::THROTTLE_WINDOW,
         }
     }
 
@@ -109,25 +111,8 @@ impl ThrottleConfig {
     /// # Errors
     /// A [`ConfigError`] naming the invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.k >= 1.0 && self.k.is_finite()) {
-            return Err(ConfigError::new(
-                "throttle.k",
-                format!(
-                    "must be a number of at least 1, got {}; 2 is the usual choice",
-                    self.k
-                ),
-            ));
-        }
-        if self.window < MIN_THROTTLE_WINDOW {
-            return Err(ConfigError::new(
-                "throttle.window",
-                format!(
-                    "must span at least {MIN_THROTTLE_WINDOW:?}, got {:?}",
-                    self.window
-                ),
-            ));
-        }
-        Ok(())
+        ConfigError::check("throttle.k", rules::throttle_k(self.k))?;
+        ConfigError::check("throttle.window", rules::throttle_window(self.window))
     }
 }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::adaptive_timeout::AdaptiveTimeoutConfig;
-use crate::breaker::{BreakerConfig, Window, MAX_HALF_OPEN_PROBES};
+use buttress_settings::{defaults, keys, rules};
+
+use crate::breaker::{BreakerConfig, Window};
+use crate::rate_limit::LimiterClock;
 use crate::budget::BudgetConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::error::ConfigError;
@@ -19,67 +22,22 @@ use crate::registry::SharedConfig;
 use crate::retry::{Backoff, Jitter};
 use crate::throttle::ThrottleConfig;
 
-const TOP_KEYS: &[&str] = &["providers", "policies"];
-const PROVIDER_KEYS: &[&str] = &[
-    "timeout",
-    "adaptive_timeout",
-    "deadline",
-    "retry",
-    "breaker",
-    "bulkhead",
-    "rate_limit",
-    "recovery",
-    "throttle",
-    "shared_quota",
-];
+// The key tables, from the vocabulary the macro uses too.
+const TOP_KEYS: &[&str] = keys::FILE;
+const PROVIDER_KEYS: &[&str] = keys::FILE_PROVIDER;
 #[cfg(feature = "redis")]
-const SHARED_QUOTA_KEYS: &[&str] = &[
-    "url",
-    "account",
-    "per_second",
-    "burst",
-    "replicas",
-    "timeout",
-    "recheck",
-    "prefix",
-];
-const RECOVERY_KEYS: &[&str] = &[
-    "wait",
-    "max_waiting",
-    "pace",
-    "min_rate",
-    "slow_start",
-    "learn_quota",
-];
-const THROTTLE_KEYS: &[&str] = &["k", "window"];
-const POLICY_KEYS: &[&str] = &[
-    "provider",
-    "timeout",
-    "adaptive_timeout",
-    "deadline",
-    "retry",
-    "idempotent",
-    "hedge",
-];
-const ADAPTIVE_TIMEOUT_KEYS: &[&str] = &["min", "max", "percentile", "multiplier"];
-const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter", "budget"];
-const POLICY_RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "jitter"];
-const BACKOFF_KEYS: &[&str] = &["type", "base", "max", "delay"];
-const BUDGET_KEYS: &[&str] = &["ratio", "cap"];
-const BREAKER_KEYS: &[&str] = &[
-    "failure_rate",
-    "slow_rate",
-    "slow_call",
-    "window",
-    "min_calls",
-    "consecutive_failures",
-    "open_for",
-    "probe_interval",
-    "max_probe_interval",
-    "half_open_probes",
-];
-const BULKHEAD_KEYS: &[&str] = &["max_concurrent", "max_wait"];
-const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
+const SHARED_QUOTA_KEYS: &[&str] = keys::SHARED_QUOTA;
+const RECOVERY_KEYS: &[&str] = keys::RECOVERY;
+const THROTTLE_KEYS: &[&str] = keys::THROTTLE;
+const POLICY_KEYS: &[&str] = keys::FILE_POLICY;
+const ADAPTIVE_TIMEOUT_KEYS: &[&str] = keys::ADAPTIVE_TIMEOUT;
+const RETRY_KEYS: &[&str] = keys::RETRY;
+const POLICY_RETRY_KEYS: &[&str] = keys::POLICY_RETRY;
+const BACKOFF_KEYS: &[&str] = keys::FILE_BACKOFF;
+const BUDGET_KEYS: &[&str] = keys::BUDGET;
+const BREAKER_KEYS: &[&str] = keys::BREAKER;
+const BULKHEAD_KEYS: &[&str] = keys::BULKHEAD;
+const RATE_LIMIT_KEYS: &[&str] = keys::FILE_RATE_LIMIT;
 
 /// Per-call settings a file section overrides, key by key, on top of a call
 /// site's inline values.
@@ -293,7 +251,8 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, path: &str, value: &Value, zero_ok: bool) -> Option<Duration> {
+    /// A duration string, any length (zero included).
+    fn duration(&mut self, path: &str, value: &Value) -> Option<Duration> {
         let Value::String(text) = value else {
             self.error(
                 path,
@@ -305,10 +264,6 @@ impl Checker {
             return None;
         };
         match humantime::parse_duration(text) {
-            Ok(d) if d.is_zero() && !zero_ok => {
-                self.error(path, "must be longer than zero");
-                None
-            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(
@@ -320,47 +275,54 @@ impl Checker {
         }
     }
 
-    fn whole(&mut self, path: &str, value: &Value, min: u32, max: u32) -> Option<u32> {
-        let Value::Number(n) = value else {
-            self.wrong_type(path, "a whole number", value);
-            return None;
-        };
-        if let Some(n) = n.as_u64() {
-            if n >= u64::from(min) && n <= u64::from(max) {
-                return u32::try_from(n).ok();
-            }
-        } else if n.as_i64().is_none() {
-            self.error(path, format!("expected a whole number, got {n}"));
-            return None;
-        }
-        let too_large = n.as_u64().is_some_and(|n| n > u64::from(max));
-        if max == u32::MAX && !too_large {
-            self.error(path, format!("must be at least {min}, got {n}"));
-        } else {
-            self.error(path, format!("must be in {min}..={max}, got {n}"));
-        }
-        None
+    /// A duration string that `rule` accepts.
+    fn duration_with(
+        &mut self,
+        path: &str,
+        value: &Value,
+        rule: fn(Duration) -> rules::Rule,
+    ) -> Option<Duration> {
+        let d = self.duration(path, value)?;
+        self.obey(path, d, rule)
     }
 
-    fn number(&mut self, path: &str, value: &Value) -> Option<f64> {
-        match value {
-            Value::Number(n) => n.as_f64(),
-            other => {
-                self.wrong_type(path, "a number", other);
+    /// `value` if `rule` accepts it; its reason as an error otherwise.
+    fn obey<T: Copy>(&mut self, path: &str, value: T, rule: fn(T) -> rules::Rule) -> Option<T> {
+        match rule(value) {
+            Ok(()) => Some(value),
+            Err(reason) => {
+                self.error(path, reason);
                 None
             }
         }
     }
 
-    /// A rate in `(0, 1]`.
-    fn rate(&mut self, path: &str, value: &Value) -> Option<f64> {
-        let rate = self.number(path, value)?;
-        if rate > 0.0 && rate <= 1.0 {
-            Some(rate)
-        } else {
-            self.error(path, format!("must be in (0, 1], got {rate}"));
-            None
-        }
+    /// A whole number (of `u32`'s range) that `rule` accepts.
+    fn count(&mut self, path: &str, value: &Value, rule: fn(u32) -> rules::Rule) -> Option<u32> {
+        let Value::Number(n) = value else {
+            self.wrong_type(path, "a whole number", value);
+            return None;
+        };
+        let Some(n) = n.as_u64().and_then(|n| u32::try_from(n).ok()) else {
+            self.error(
+                path,
+                format!("expected a whole number from 0 to {}, got {n}", u32::MAX),
+            );
+            return None;
+        };
+        self.obey(path, n, rule)
+    }
+
+    /// A number that `rule` accepts.
+    fn real(&mut self, path: &str, value: &Value, rule: fn(f64) -> rules::Rule) -> Option<f64> {
+        let x = match value {
+            Value::Number(n) => n.as_f64()?,
+            other => {
+                self.wrong_type(path, "a number", other);
+                return None;
+            }
+        };
+        self.obey(path, x, rule)
     }
 
     fn boolean(&mut self, path: &str, value: &Value) -> Option<bool> {
@@ -384,13 +346,13 @@ impl Checker {
 
     fn timing(&mut self, path: &str, map: &Map<String, Value>, call: &mut CallOverrides) {
         if let Some(v) = map.get("timeout") {
-            call.timeout = self.duration(&join(path, "timeout"), v, false);
+            call.timeout = self.duration_with(&join(path, "timeout"), v, rules::positive);
         }
         if let Some(v) = map.get("adaptive_timeout") {
             call.adaptive_timeout = self.adaptive_timeout(&join(path, "adaptive_timeout"), v);
         }
         if let Some(v) = map.get("deadline") {
-            call.deadline = self.duration(&join(path, "deadline"), v, false);
+            call.deadline = self.duration_with(&join(path, "deadline"), v, rules::positive);
         }
         if let Some(v) = map.get("idempotent") {
             call.idempotent = self.boolean(&join(path, "idempotent"), v);
@@ -409,12 +371,11 @@ impl Checker {
         let timeout = call.timeout.or_else(|| base.and_then(|b| b.timeout));
         let deadline = call.deadline.or_else(|| base.and_then(|b| b.deadline));
         if let (Some(timeout), Some(deadline)) = (timeout, deadline) {
-            if timeout > deadline {
-                self.error(
-                    &join(path, "timeout"),
-                    format!("({timeout:?}) is longer than `deadline` ({deadline:?}); the deadline covers all attempts, so raise it or lower the timeout"),
-                );
-            }
+            let _ = self.obey(
+                &join(path, "timeout"),
+                (timeout, deadline),
+                |(timeout, deadline)| rules::timeout_within_deadline(timeout, deadline),
+            );
         }
     }
 
@@ -441,12 +402,7 @@ impl Checker {
         };
         if let Some(v) = map.get("max_attempts") {
             let p = join(path, "max_attempts");
-            match v {
-                Value::Number(n) if n.as_u64() == Some(0) => {
-                    self.error(&p, "must be at least 1 (1 means no retries), got 0")
-                }
-                _ => call.max_attempts = self.whole(&p, v, 1, u32::MAX),
-            }
+            call.max_attempts = self.count(&p, v, rules::max_attempts);
         }
         if let Some(v) = map.get("backoff") {
             call.backoff = self.backoff(&join(path, "backoff"), v);
@@ -479,16 +435,12 @@ impl Checker {
                     let mut config = BudgetConfig::new();
                     if let Some(v) = map.get("ratio") {
                         let rp = join(&p, "ratio");
-                        if let Some(ratio) = self.number(&rp, v) {
-                            if (0.0..=1.0).contains(&ratio) {
-                                config.ratio = ratio;
-                            } else {
-                                self.error(&rp, format!("must be in [0, 1], got {ratio}"));
-                            }
+                        if let Some(ratio) = self.real(&rp, v, rules::budget_ratio) {
+                            config.ratio = ratio;
                         }
                     }
                     if let Some(v) = map.get("cap") {
-                        if let Some(cap) = self.whole(&join(&p, "cap"), v, 1, u32::MAX) {
+                        if let Some(cap) = self.count(&join(&p, "cap"), v, rules::budget_cap) {
                             config.cap = cap;
                         }
                     }
@@ -520,10 +472,10 @@ impl Checker {
         };
         let get = |c: &mut Self, key: &str, default: Duration| {
             map.get(key)
-                .map_or(Some(default), |v| c.duration(&join(path, key), v, true))
+                .map_or(Some(default), |v| c.duration(&join(path, key), v))
         };
-        let default_base = Duration::from_millis(100);
-        let default_max = Duration::from_secs(5);
+        let default_base = defaults::BACKOFF_BASE;
+        let default_max = defaults::BACKOFF_MAX;
         let (base_max_keys, delay_keys) = (["delay"], ["base", "max"]);
         let stray = |c: &mut Self, keys: &[&str], kind: &str| {
             for key in keys {
@@ -550,7 +502,7 @@ impl Checker {
                 stray(self, &delay_keys, s);
                 match map.get("delay") {
                     Some(v) => self
-                        .duration(&join(path, "delay"), v, true)
+                        .duration(&join(path, "delay"), v)
                         .map(Backoff::constant),
                     None => {
                         self.error(
@@ -583,25 +535,25 @@ impl Checker {
         let mut config = BreakerConfig::new();
         let p = |key: &str| join(path, key);
         if let Some(v) = map.get("failure_rate") {
-            if let Some(rate) = self.rate(&p("failure_rate"), v) {
+            if let Some(rate) = self.real(&p("failure_rate"), v, rules::rate) {
                 config.failure_rate = rate;
             }
         }
         if let Some(v) = map.get("slow_rate") {
-            config.slow_rate = self.rate(&p("slow_rate"), v);
+            config.slow_rate = self.real(&p("slow_rate"), v, rules::rate);
         }
         if let Some(v) = map.get("slow_call") {
-            config.slow_call = self.duration(&p("slow_call"), v, false);
+            config.slow_call = self.duration_with(&p("slow_call"), v, rules::positive);
         }
         if let Some(v) = map.get("window") {
             match v {
                 Value::String(_) => {
-                    if let Some(d) = self.duration(&p("window"), v, false) {
+                    if let Some(d) = self.duration_with(&p("window"), v, rules::time_window) {
                         config.window = Window::Time(d);
                     }
                 }
                 Value::Number(_) => {
-                    if let Some(n) = self.whole(&p("window"), v, 1, u32::MAX) {
+                    if let Some(n) = self.count(&p("window"), v, rules::count_window) {
                         config.window = Window::Count(n);
                     }
                 }
@@ -613,26 +565,26 @@ impl Checker {
             }
         }
         if let Some(v) = map.get("min_calls") {
-            if let Some(n) = self.whole(&p("min_calls"), v, 1, u32::MAX) {
+            if let Some(n) = self.count(&p("min_calls"), v, rules::at_least_one) {
                 config.min_calls = n;
             }
         }
         if let Some(v) = map.get("consecutive_failures") {
-            config.consecutive_failures = self.whole(&p("consecutive_failures"), v, 1, u32::MAX);
+            config.consecutive_failures = self.count(&p("consecutive_failures"), v, rules::at_least_one);
         }
         if let Some(v) = map.get("open_for") {
-            if let Some(d) = self.duration(&p("open_for"), v, false) {
+            if let Some(d) = self.duration_with(&p("open_for"), v, rules::positive) {
                 config.open_for = d;
             }
         }
         if let Some(v) = map.get("probe_interval") {
-            config.probe_interval = self.duration(&p("probe_interval"), v, false);
+            config.probe_interval = self.duration_with(&p("probe_interval"), v, rules::positive);
         }
         if let Some(v) = map.get("max_probe_interval") {
-            config.max_probe_interval = self.duration(&p("max_probe_interval"), v, false);
+            config.max_probe_interval = self.duration_with(&p("max_probe_interval"), v, rules::positive);
         }
         if let Some(v) = map.get("half_open_probes") {
-            if let Some(n) = self.whole(&p("half_open_probes"), v, 1, MAX_HALF_OPEN_PROBES) {
+            if let Some(n) = self.count(&p("half_open_probes"), v, rules::half_open_probes) {
                 config.half_open_probes = n;
             }
         }
@@ -648,12 +600,12 @@ impl Checker {
         };
         let mut config = BulkheadConfig::new();
         if let Some(v) = map.get("max_concurrent") {
-            if let Some(n) = self.whole(&join(path, "max_concurrent"), v, 1, u32::MAX) {
+            if let Some(n) = self.count(&join(path, "max_concurrent"), v, rules::at_least_one) {
                 config.max_concurrent = n;
             }
         }
         if let Some(v) = map.get("max_wait") {
-            if let Some(d) = self.duration(&join(path, "max_wait"), v, true) {
+            if let Some(d) = self.duration(&join(path, "max_wait"), v) {
                 config.max_wait = d;
             }
         }
@@ -667,13 +619,26 @@ impl Checker {
         };
         let mut config = RateLimitConfig::new();
         if let Some(v) = map.get("per_second") {
-            if let Some(n) = self.whole(&join(path, "per_second"), v, 1, u32::MAX) {
+            if let Some(n) = self.count(&join(path, "per_second"), v, rules::at_least_one) {
                 config.per_second = n;
             }
         }
         if let Some(v) = map.get("burst") {
-            if let Some(n) = self.whole(&join(path, "burst"), v, 1, u32::MAX) {
+            if let Some(n) = self.count(&join(path, "burst"), v, rules::at_least_one) {
                 config.burst = n;
+            }
+        }
+        if let Some(v) = map.get("clock") {
+            let p = join(path, "clock");
+            match v {
+                Value::String(s) => match LimiterClock::from_name(s) {
+                    Some(clock) => config.clock = clock,
+                    None => self.error(
+                        &p,
+                        format!("unknown clock \"{s}\"; expected one of: {}", keys::CLOCKS.join(", ")),
+                    ),
+                },
+                other => self.wrong_type(&p, "\"coarse\", \"precise\" or \"tokio\"", other),
             }
         }
         (self.errors.len() == before).then_some(Some(config))
@@ -700,22 +665,22 @@ impl Checker {
             }
         }
         if let Some(v) = map.get("max_waiting") {
-            if let Some(n) = self.whole(&p("max_waiting"), v, 1, crate::recovery::MAX_WAITING) {
+            if let Some(n) = self.count(&p("max_waiting"), v, rules::max_waiting) {
                 config.max_waiting = n;
             }
         }
         if let Some(v) = map.get("pace") {
-            if let Some(x) = self.number(&p("pace"), v) {
+            if let Some(x) = self.real(&p("pace"), v, rules::pace) {
                 config.pace = x;
             }
         }
         if let Some(v) = map.get("min_rate") {
-            if let Some(x) = self.number(&p("min_rate"), v) {
+            if let Some(x) = self.real(&p("min_rate"), v, rules::min_rate) {
                 config.min_rate = x;
             }
         }
         if let Some(v) = map.get("slow_start") {
-            if let Some(d) = self.duration(&p("slow_start"), v, true) {
+            if let Some(d) = self.duration(&p("slow_start"), v) {
                 config.slow_start = d;
             }
         }
@@ -741,22 +706,22 @@ impl Checker {
         };
         let mut config = AdaptiveTimeoutConfig::new();
         if let Some(v) = map.get("min") {
-            if let Some(d) = self.duration(&join(path, "min"), v, false) {
+            if let Some(d) = self.duration_with(&join(path, "min"), v, rules::positive) {
                 config.min = d;
             }
         }
         if let Some(v) = map.get("max") {
-            if let Some(d) = self.duration(&join(path, "max"), v, false) {
+            if let Some(d) = self.duration_with(&join(path, "max"), v, rules::positive) {
                 config.max = d;
             }
         }
         if let Some(v) = map.get("percentile") {
-            if let Some(x) = self.number(&join(path, "percentile"), v) {
+            if let Some(x) = self.real(&join(path, "percentile"), v, rules::percentile) {
                 config.percentile = x;
             }
         }
         if let Some(v) = map.get("multiplier") {
-            if let Some(x) = self.number(&join(path, "multiplier"), v) {
+            if let Some(x) = self.real(&join(path, "multiplier"), v, rules::multiplier) {
                 config.multiplier = x;
             }
         }
@@ -776,12 +741,12 @@ impl Checker {
         };
         let mut config = ThrottleConfig::new();
         if let Some(v) = map.get("k") {
-            if let Some(k) = self.number(&join(path, "k"), v) {
+            if let Some(k) = self.real(&join(path, "k"), v, rules::throttle_k) {
                 config.k = k;
             }
         }
         if let Some(v) = map.get("window") {
-            if let Some(d) = self.duration(&join(path, "window"), v, false) {
+            if let Some(d) = self.duration_with(&join(path, "window"), v, rules::throttle_window) {
                 config.window = d;
             }
         }
@@ -887,31 +852,31 @@ impl Checker {
         }
         if let Some(n) = map
             .get("per_second")
-            .and_then(|v| self.whole(&p("per_second"), v, 1, 1_000_000))
+            .and_then(|v| self.count(&p("per_second"), v, rules::quota_per_second))
         {
             config = config.with_per_second(n);
         }
         if let Some(n) = map
             .get("burst")
-            .and_then(|v| self.whole(&p("burst"), v, 1, u32::MAX))
+            .and_then(|v| self.count(&p("burst"), v, rules::at_least_one))
         {
             config = config.with_burst(n);
         }
         if let Some(n) = map
             .get("replicas")
-            .and_then(|v| self.whole(&p("replicas"), v, 1, u32::MAX))
+            .and_then(|v| self.count(&p("replicas"), v, rules::at_least_one))
         {
             config = config.with_replicas(n);
         }
         if let Some(d) = map
             .get("timeout")
-            .and_then(|v| self.duration(&p("timeout"), v, false))
+            .and_then(|v| self.duration_with(&p("timeout"), v, rules::quota_timeout))
         {
             config = config.with_timeout(d);
         }
         if let Some(d) = map
             .get("recheck")
-            .and_then(|v| self.duration(&p("recheck"), v, true))
+            .and_then(|v| self.duration_with(&p("recheck"), v, rules::quota_recheck))
         {
             config = config.with_recheck(d);
         }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use buttress_settings::{defaults, rules};
+
 use crate::error::ConfigError;
 
 /// How calls behave while a provider cannot take them (its breaker is open,
@@ -28,21 +30,21 @@ pub struct RecoveryConfig {
 }
 
 /// The largest `max_waiting`.
-pub const MAX_WAITING: u32 = 1_000_000;
+pub const MAX_WAITING: u32 = rules::MAX_WAITING;
 /// The largest `pace`.
-pub const MAX_PACE: f64 = 100.0;
+pub const MAX_PACE: f64 = rules::MAX_PACE;
 
 impl RecoveryConfig {
     /// The defaults (see [`RecoveryConfig`]).
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            wait: true,
-            max_waiting: 1024,
-            pace: 1.5,
-            min_rate: 10.0,
-            slow_start: Duration::from_secs(1),
-            learn_quota: true,
+            wait: defaults::WAIT,
+            max_waiting: defaults::MAX_WAITING,
+            pace: defaults::PACE,
+            min_rate: defaults::MIN_RATE,
+            slow_start: defaults::SLOW_START,
+            learn_quota: defaults::LEARN_QUOTA,
         }
     }
 
@@ -141,36 +143,11 @@ impl RecoveryConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err =
-            |path: &str, reason: String| Err(ConfigError::new(format!("recovery.{path}"), reason));
-        if self.max_waiting == 0 || self.max_waiting > MAX_WAITING {
-            return err(
-                "max_waiting",
-                format!(
-                    "must be in 1..={MAX_WAITING}, got {}; use `wait = false` to fail fast instead",
-                    self.max_waiting
-                ),
-            );
-        }
-        if !(self.pace >= 1.0 && self.pace <= MAX_PACE) {
-            return err(
-                "pace",
-                format!(
-                    "must be in [1, {MAX_PACE}], got {}; 1.5 lets held calls out at half the rate of new ones",
-                    self.pace
-                ),
-            );
-        }
-        if !(self.min_rate > 0.0 && self.min_rate.is_finite()) {
-            return err(
-                "min_rate",
-                format!(
-                    "must be a positive number of calls per second, got {}",
-                    self.min_rate
-                ),
-            );
-        }
-        Ok(())
+        let check =
+            |key: &str, rule: rules::Rule| ConfigError::check(&format!("recovery.{key}"), rule);
+        check("max_waiting", rules::max_waiting(self.max_waiting))?;
+        check("pace", rules::pace(self.pace))?;
+        check("min_rate", rules::min_rate(self.min_rate))
     }
 }
 
