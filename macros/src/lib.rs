@@ -5,12 +5,15 @@
 //! crate and a runtime of different versions fail to build together
 //! instead of misbehaving.
 //!
-//! Each macro has three stages in three files: parse into a typed model
-//! that keeps the original tokens for spans, check the model and collect
-//! every error, then expand.
+//! Each macro runs the same three stages, each a module of the same name:
+//! `model` parses the input into a typed model that keeps the original
+//! tokens for spans, `check` validates the model and collects every error,
+//! and `expand` generates the code. Both macros report through one error
+//! collector (`errors`), so one compile shows every mistake.
 
 mod classify;
 mod duration;
+mod errors;
 mod resilient;
 
 use proc_macro::TokenStream;

@@ -8,7 +8,7 @@ use syn::{Attribute, Generics, Ident, Member, Meta};
 use super::model::{
     self, Body, Class, EnumArg, EnumAttr, Field, Input, MarkerKind, Shape, MARKERS,
 };
-use super::Errors;
+use crate::errors::Errors;
 
 /// What to generate: a valid derive, with one arm per variant.
 pub(crate) struct Plan<'a> {
@@ -57,7 +57,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
         }
         Shape::Struct(body) => PlanShape::Struct(arm(body, Owner::Struct, Fallback::None, errors)?),
         Shape::Union(token) => {
-            errors.spanned(
+            errors.on(
                 token,
                 "`#[derive(Classify)]` does not support unions, since nothing tells which field is set; \
                  derive it on an enum or a struct, or implement `buttress::Classify` by hand",
@@ -92,7 +92,7 @@ fn enum_default(attrs: &[EnumAttr], errors: &mut Errors) -> Fallback {
             match arg {
                 EnumArg::Default { keyword, value } => match (value.kind, default) {
                     (MarkerKind::Delegate, _) => {
-                        errors.push(syn::Error::new(
+                        errors.at(
                             value.span,
                             format!(
                                 "`default = delegate` is not allowed: a default covers variants of any shape, \
@@ -100,17 +100,17 @@ fn enum_default(attrs: &[EnumAttr], errors: &mut Errors) -> Fallback {
                                  and mark delegating variants `#[classify(delegate)]`",
                                 model::classes(),
                             ),
-                        ));
+                        );
                         default = Fallback::Unknown;
                     }
                     (MarkerKind::Class(class), Fallback::None) => default = Fallback::Class(class),
-                    (MarkerKind::Class(_), Fallback::Class(first)) => errors.push(syn::Error::new(
+                    (MarkerKind::Class(_), Fallback::Class(first)) => errors.at(
                         keyword.span,
                         format!(
                             "the enum already has `default = {}`; remove this second default",
                             first.keyword(),
                         ),
-                    )),
+                    ),
                     (MarkerKind::Class(_), Fallback::Unknown) => {}
                 },
                 EnumArg::Marker(marker) => {
@@ -124,7 +124,7 @@ fn enum_default(attrs: &[EnumAttr], errors: &mut Errors) -> Fallback {
                                                  which then decides; not on the enum"
                             .to_owned(),
                     };
-                    errors.push(syn::Error::new(marker.span, message));
+                    errors.at(marker.span, message);
                     default = Fallback::Unknown;
                 }
             }
@@ -174,14 +174,14 @@ fn arm<'a>(
                      to let this field decide the class, put `#[classify(delegate)]` on the struct"
                 }
             };
-            errors.spanned(attr, hint);
+            errors.on(attr, hint);
         }
     }
     let rule = rule(body, owner, default, errors);
     let retry_after = retry_after_field(body, owner, errors);
     match (rule?, retry_after) {
         (Rule::Delegate(_), Some((_, attr))) => {
-            errors.spanned(
+            errors.on(
                 attr,
                 format!(
                     "`#[retry_after]` on the field of a `delegate` {}: the delegated error already reports \
@@ -213,7 +213,7 @@ fn rule<'a>(
     let mut chosen = None;
     for (index, attr) in body.classify.iter().enumerate() {
         if index > 0 {
-            errors.spanned(
+            errors.on(
                 attr.attr,
                 format!(
                     "second `#[classify]` on `{ident}`: {} has exactly one class; remove this attribute",
@@ -227,13 +227,13 @@ fn rule<'a>(
             return None;
         };
         for extra in extras {
-            errors.push(syn::Error::new(
+            errors.at(
                 extra.span,
                 format!(
                     "`{ident}` is already `{}`, and `#[classify(…)]` takes one class; remove `{}`",
                     first.kind, extra.kind,
                 ),
-            ));
+            );
         }
         chosen = Some(*first);
     }
@@ -260,7 +260,7 @@ fn rule<'a>(
                         classes = model::classes(),
                     )
                 };
-                errors.push(syn::Error::new(marker.span, message));
+                errors.at(marker.span, message);
                 None
             }
         },
@@ -277,7 +277,7 @@ fn rule<'a>(
                         "`{ident}` has no class: add `#[classify({MARKERS})]` to this struct"
                     ),
                 };
-                errors.spanned(ident, message);
+                errors.on(ident, message);
                 None
             }
         },
@@ -295,9 +295,9 @@ fn retry_after_field<'a>(
         for (index, attr) in field.retry_after.iter().copied().enumerate() {
             retry_after_is_bare(attr, errors);
             if index > 0 {
-                errors.spanned(attr, "duplicate `#[retry_after]` on this field; remove one");
+                errors.on(attr, "duplicate `#[retry_after]` on this field; remove one");
             } else if let Some((first, _)) = found {
-                errors.spanned(
+                errors.on(
                     attr,
                     format!(
                         "`#[retry_after]` is already on {} of `{}`; {} has one wait, so keep `#[retry_after]` on one field",
@@ -320,18 +320,18 @@ fn retry_after_is_bare(attr: &Attribute, errors: &mut Errors) {
                            the wait (a `Duration` or `Option<Duration>`)";
     match &attr.meta {
         Meta::Path(_) => {}
-        Meta::List(list) => errors.push(syn::Error::new(list.delimiter.span().join(), MESSAGE)),
+        Meta::List(list) => errors.at(list.delimiter.span().join(), MESSAGE),
         Meta::NameValue(name_value) => {
             let mut args = name_value.eq_token.to_token_stream();
             name_value.value.to_tokens(&mut args);
-            errors.spanned(args, MESSAGE);
+            errors.on(args, MESSAGE);
         }
     }
 }
 
 fn misplaced_retry_after(attrs: &[&Attribute], place: &str, errors: &mut Errors) {
     for attr in attrs {
-        errors.spanned(
+        errors.on(
             attr,
             format!(
                 "`#[retry_after]` goes on a field (the one holding the wait, a `Duration` or \

@@ -9,7 +9,7 @@ use syn::ext::IdentExt;
 use syn::parse::{Lookahead1, Parse, ParseStream};
 use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, Member, Meta, Token, Type};
 
-use super::Errors;
+use crate::errors::Errors;
 
 /// The one table of the attribute's words: each class keyword and its
 /// `ErrorClass` variant, then `delegate` and `default`. From it come the

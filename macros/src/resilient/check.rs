@@ -6,8 +6,8 @@ use std::time::Duration;
 use proc_macro2::Span;
 use syn::{ReturnType, Signature};
 
-use super::attr::{Attr, BackoffArg, Dur, Num, PolicyArg, Switch, WindowArg};
-use super::errors::Errors;
+use super::model::{Attr, BackoffArg, Dur, Num, PolicyArg, Switch, WindowArg};
+use crate::errors::Errors;
 
 // The runtime's defaults, needed here only for cross-checks (`timeout`
 // against `deadline`, `min_calls` against the window). They must match
@@ -54,7 +54,7 @@ pub(crate) fn signature(sig: &Signature, errors: &mut Errors) {
     }
 }
 
-fn adaptive_timeout(a: &super::attr::AdaptiveTimeoutArg, attr: &Attr, errors: &mut Errors) {
+fn adaptive_timeout(a: &super::model::AdaptiveTimeoutArg, attr: &Attr, errors: &mut Errors) {
     positive(a.min.as_ref(), "min", errors);
     let min = a.min.as_ref().map_or(DEFAULT_ADAPTIVE_MIN, |d| d.value);
     let deadline = attr.deadline.as_ref().map_or(DEFAULT_DEADLINE, |d| d.value);

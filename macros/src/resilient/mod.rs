@@ -1,10 +1,16 @@
-//! `#[resilient(...)]`: parse (`attr.rs`) → check (`check.rs`) → expand
-//! (`expand.rs`).
+//! `#[resilient(...)]`, in three stages:
+//!
+//! - `model`: parse the input into a typed model that keeps the original
+//!   tokens for spans;
+//! - `check`: validate the model, collecting every error;
+//! - `expand`: generate the code.
+//!
+//! Every stage reports into one `crate::errors::Errors`, so one compile
+//! shows every mistake.
 
-mod attr;
 mod check;
-mod errors;
 mod expand;
+mod model;
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -12,7 +18,7 @@ use syn::{
     Attribute, Block, Expr, Local, Pat, PatType, ReturnType, Signature, Stmt, Type, Visibility,
 };
 
-use errors::Errors;
+use crate::errors::Errors;
 
 /// The function the attribute sits on, whatever kind of item it is.
 struct Function {
@@ -93,7 +99,7 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
         }
     };
     let mut errors = Errors::default();
-    let attr = attr::parse(attr_tokens, &mut errors);
+    let attr = model::parse(attr_tokens, &mut errors);
     check::attr(&attr, &mut errors);
     if function.sig.asyncness.is_none() {
         if let Some((user_block, ret)) = async_trait_body(&mut function.block) {

@@ -1,15 +1,19 @@
-//! Collects every error before reporting, like serde's `Ctxt`, so one
-//! compile shows the user all of their mistakes at once.
+//! The one error collector of both macros. Every stage reports into it
+//! instead of stopping at the first mistake, like serde's `Ctxt`, so one
+//! compile shows the user all of their mistakes at once. Also the "did you
+//! mean" hints for unknown words.
 
 use std::fmt::Display;
 
 use proc_macro2::Span;
 use quote::ToTokens;
 
+/// Every error found so far, reported together by `finish`.
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
+    /// Add an error as built, keeping its own span(s).
     pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(existing) => existing.combine(error),
@@ -17,14 +21,17 @@ impl Errors {
         }
     }
 
+    /// An error at `span`.
     pub(crate) fn at(&mut self, span: Span, message: impl Display) {
         self.push(syn::Error::new(span, message));
     }
 
+    /// An error spanning all of `tokens`.
     pub(crate) fn on(&mut self, tokens: impl ToTokens, message: impl Display) {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
+    /// `Ok` when nothing was reported, otherwise every error combined.
     pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
