@@ -77,7 +77,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         if name == "lib" {
             continue;
         }
-        let owned = if path.is_dir() { files(&path) } else { vec![path] };
+        let owned = if path.is_dir() {
+            files(&path)
+        } else {
+            vec![path]
+        };
         modules.entry(name).or_default().extend(owned);
     }
     // Items the root re-exports: `pub use module::{A, B};`.
@@ -93,7 +97,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         if !modules.contains_key(module) {
             continue;
         }
-        for item in items.trim_end_matches(';').trim_matches(['{', '}']).split(',') {
+        for item in items
+            .trim_end_matches(';')
+            .trim_matches(['{', '}'])
+            .split(',')
+        {
             let item = item.split(" as ").last().unwrap().trim();
             if !item.is_empty() {
                 reexported.insert(item.to_owned(), module.to_owned());
@@ -121,10 +129,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// A cycle through `start`, if there is one.
-fn cycle_from(
-    edges: &BTreeMap<String, BTreeSet<String>>,
-    start: &str,
-) -> Option<Vec<String>> {
+fn cycle_from(edges: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option<Vec<String>> {
     let mut stack = vec![(start.to_owned(), vec![start.to_owned()])];
     let mut seen = BTreeSet::new();
     while let Some((at, path)) = stack.pop() {

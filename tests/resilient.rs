@@ -217,7 +217,11 @@ async fn bulkhead_through_the_macro() {
     assert_eq!(b.unwrap_err().reason(), Some("bulkhead"));
 }
 
-#[resilient(provider = "macro-rate", retry = off, rate_limit(per_second = 5, burst = 1))]
+#[resilient(
+    provider = "macro-rate",
+    retry = off,
+    rate_limit(per_second = 5, burst = 1, clock = tokio)
+)]
 async fn limited(provider: &Provider) -> Result<(), ProviderError> {
     provider.hit();
     Ok(())

@@ -11,6 +11,8 @@
 //! and `expand` generates the code. Both macros report through one error
 //! collector (`errors`), so one compile shows every mistake.
 
+#[cfg(test)]
+mod agreement;
 mod classify;
 mod duration;
 mod errors;

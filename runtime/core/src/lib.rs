@@ -229,7 +229,7 @@ pub mod __private_0_1_0 {
         begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due, dead_letter_entry,
         key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
     };
-    pub use crate::rate_limit::RateLimitConfig;
+    pub use crate::rate_limit::{LimiterClock, RateLimitConfig};
     pub use crate::recovery::RecoveryConfig;
     pub use crate::retry::{Backoff, Jitter, RetryConfig};
     pub use crate::site::Site;

@@ -90,7 +90,10 @@ impl RateLimitConfig {
     /// # Errors
     /// A [`ConfigError`] when a value is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ConfigError::check("rate_limit.per_second", rules::at_least_one(self.per_second))?;
+        ConfigError::check(
+            "rate_limit.per_second",
+            rules::at_least_one(self.per_second),
+        )?;
         ConfigError::check("rate_limit.burst", rules::at_least_one(self.burst))
     }
 }

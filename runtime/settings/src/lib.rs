@@ -396,7 +396,7 @@ pub mod rules {
 
     /// `pace`.
     pub fn pace(p: f64) -> Rule {
-        if !(p >= 1.0 && p <= MAX_PACE) {
+        if !(1.0..=MAX_PACE).contains(&p) {
             return refuse(format!(
                 "must be in [1, {MAX_PACE}], got {p}; 1.5 lets held calls out at half the rate of new ones"
             ));

@@ -144,7 +144,9 @@ pub(super) fn config(attr: &Attr, sig: &Signature) -> TokenStream {
         .as_ref()
         // `rate_limit(shared = …)` alone limits through the shared quota
         // only; a local limit needs its own numbers.
-        .filter(|r| r.shared.is_none() || r.per_second.is_some() || r.burst.is_some())
+        .filter(|r| {
+            r.shared.is_none() || r.per_second.is_some() || r.burst.is_some() || r.clock.is_some()
+        })
     {
         let mut limit = quote!(#p::RateLimitConfig::new());
         if let Some(n) = &r.per_second {
@@ -154,6 +156,10 @@ pub(super) fn config(attr: &Attr, sig: &Signature) -> TokenStream {
         if let Some(n) = &r.burst {
             let n = u(n);
             limit = quote!(#limit.with_burst(#n));
+        }
+        if let Some(clock) = r.clock {
+            let clock = proc_macro2::Ident::new(clock, proc_macro2::Span::call_site());
+            limit = quote!(#limit.with_clock(#p::LimiterClock::#clock));
         }
         chain = quote!(#chain.with_rate_limit(#p::Some(#limit)));
     }

@@ -110,6 +110,8 @@ pub(crate) struct RateLimitArg {
     pub(crate) shared: Option<Expr>,
     /// `cost = EXPR`: a `u32`, each attempt's cost in the shared quota.
     pub(crate) cost: Option<Expr>,
+    /// `clock = coarse | precise | tokio`: the `LimiterClock` variant.
+    pub(crate) clock: Option<&'static str>,
 }
 
 #[derive(Default)]

@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Meta};
 
 use super::keys::{
-    ADAPTIVE_TIMEOUT_KEYS, BREAKER_KEYS, BULKHEAD_KEYS, DLQ_KEYS, DLQ_ON, IDEMPOTENT_KEYS,
+    ADAPTIVE_TIMEOUT_KEYS, BREAKER_KEYS, BULKHEAD_KEYS, CLOCKS, DLQ_KEYS, DLQ_ON, IDEMPOTENT_KEYS,
     ON_STORE_ERROR, RATE_LIMIT_KEYS, RECOVERY_KEYS, THROTTLE_KEYS,
 };
 use super::syntax::{items, list, value};
@@ -68,6 +68,21 @@ pub(super) fn parse_rate_limit(metas: Vec<Meta>, errors: &mut Errors) -> RateLim
             "per_second" => r.per_second = int(v, errors, "per_second"),
             "burst" => r.burst = int(v, errors, "burst"),
             "shared" => r.shared = v.cloned(),
+            "clock" => {
+                r.clock = v.and_then(|v| match v {
+                    Expr::Path(p) if p.path.is_ident("coarse") => Some("Coarse"),
+                    Expr::Path(p) if p.path.is_ident("precise") => Some("Precise"),
+                    Expr::Path(p) if p.path.is_ident("tokio") => Some("Tokio"),
+                    other => {
+                        let found = quote::ToTokens::to_token_stream(other).to_string();
+                        errors.on(
+                            other,
+                            unknown("clock", &found, "`rate_limit(clock = ...)`", CLOCKS),
+                        );
+                        None
+                    }
+                });
+            }
             _ => r.cost = v.cloned(),
         }
     }

@@ -199,7 +199,8 @@ impl BreakerConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |key: &str, rule: rules::Rule| ConfigError::check(&format!("breaker.{key}"), rule);
+        let check =
+            |key: &str, rule: rules::Rule| ConfigError::check(&format!("breaker.{key}"), rule);
         check("failure_rate", rules::rate(self.failure_rate))?;
         match (self.slow_rate, self.slow_call) {
             (Some(rate), _) => {
@@ -237,7 +238,10 @@ impl BreakerConfig {
             "max_probe_interval",
             rules::max_probe_interval(self.max_probe_interval(), self.probe_interval()),
         )?;
-        check("half_open_probes", rules::half_open_probes(self.half_open_probes))
+        check(
+            "half_open_probes",
+            rules::half_open_probes(self.half_open_probes),
+        )
     }
 }
 

@@ -10,11 +10,11 @@ use crate::adaptive_timeout::AdaptiveTimeoutConfig;
 use buttress_settings::{defaults, keys, rules};
 
 use crate::breaker::{BreakerConfig, Window};
-use crate::rate_limit::LimiterClock;
 use crate::budget::BudgetConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::error::ConfigError;
 use crate::policy_config::PolicyConfig;
+use crate::rate_limit::LimiterClock;
 use crate::rate_limit::RateLimitConfig;
 use crate::recovery::RecoveryConfig;
 use crate::registry::Overlay;
@@ -570,7 +570,8 @@ impl Checker {
             }
         }
         if let Some(v) = map.get("consecutive_failures") {
-            config.consecutive_failures = self.count(&p("consecutive_failures"), v, rules::at_least_one);
+            config.consecutive_failures =
+                self.count(&p("consecutive_failures"), v, rules::at_least_one);
         }
         if let Some(v) = map.get("open_for") {
             if let Some(d) = self.duration_with(&p("open_for"), v, rules::positive) {
@@ -581,7 +582,8 @@ impl Checker {
             config.probe_interval = self.duration_with(&p("probe_interval"), v, rules::positive);
         }
         if let Some(v) = map.get("max_probe_interval") {
-            config.max_probe_interval = self.duration_with(&p("max_probe_interval"), v, rules::positive);
+            config.max_probe_interval =
+                self.duration_with(&p("max_probe_interval"), v, rules::positive);
         }
         if let Some(v) = map.get("half_open_probes") {
             if let Some(n) = self.count(&p("half_open_probes"), v, rules::half_open_probes) {
@@ -635,7 +637,10 @@ impl Checker {
                     Some(clock) => config.clock = clock,
                     None => self.error(
                         &p,
-                        format!("unknown clock \"{s}\"; expected one of: {}", keys::CLOCKS.join(", ")),
+                        format!(
+                            "unknown clock \"{s}\"; expected one of: {}",
+                            keys::CLOCKS.join(", ")
+                        ),
                     ),
                 },
                 other => self.wrong_type(&p, "\"coarse\", \"precise\" or \"tokio\"", other),

@@ -101,7 +101,10 @@ impl SiteMetrics {
 
 /// The breaker state gauges, one per provider and operation, set from the
 /// breaker's transitions as `events` delivers them (the one channel).
-static GAUGES: Mutex<Vec<(Arc<str>, Box<str>, Gauge)>> = Mutex::new(Vec::new());
+static GAUGES: Mutex<Vec<StateGauge>> = Mutex::new(Vec::new());
+
+/// A provider, an operation, and its `buttress_breaker_state` gauge.
+type StateGauge = (Arc<str>, Box<str>, Gauge);
 
 /// Keep `gauge` at the state of `provider`'s breaker. A call site's new
 /// policy (after a reload) replaces its operation's earlier gauge, so each
