@@ -111,7 +111,7 @@ fn wrong_types_say_what_was_expected() {
          providers.stripe.breaker.min_calls: expected a whole number, got 2.5\n\
          providers.stripe.bulkhead: expected a table or \"off\", got a number\n\
          policies.charge.idempotent: expected true or false, got a string\n\
-         policies.charge.retry.max_attempts: must be at least 1, got -1\n\
+         policies.charge.retry.max_attempts: expected a whole number from 0 to 4294967295, got -1\n\
          policies.charge.retry.jitter: unknown jitter \"lots\"; expected \"full\", \"equal\" or \"none\""
     );
 }
@@ -120,16 +120,16 @@ fn wrong_types_say_what_was_expected() {
 fn out_of_range_values_give_the_range_and_the_value() {
     assert_eq!(
         toml_errors("[providers.stripe]\nbreaker = { failure_rate = 1.5 }\n"),
-        "providers.stripe.breaker.failure_rate: must be in (0, 1], got 1.5"
+        "providers.stripe.breaker.failure_rate: must be in (0, 1], got 1.5: it is the fraction of calls in the window"
     );
     assert_eq!(
         toml_errors(
             "[providers.stripe]\nretry = { max_attempts = 0, budget = { ratio = 2, cap = 0 } }\nbreaker = { slow_rate = 0, half_open_probes = 0 }\nrate_limit = { per_second = 0 }\nbulkhead = { max_concurrent = 0 }\n"
         ),
         "providers.stripe.retry.max_attempts: must be at least 1 (1 means no retries), got 0\n\
-         providers.stripe.retry.budget.ratio: must be in [0, 1], got 2\n\
-         providers.stripe.retry.budget.cap: must be at least 1, got 0\n\
-         providers.stripe.breaker.slow_rate: must be in (0, 1], got 0\n\
+         providers.stripe.retry.budget.ratio: must be in [0, 1], got 2: it is the extra load retries may add\n\
+         providers.stripe.retry.budget.cap: must be at least 1 token, got 0; use `budget = off` to disable the budget\n\
+         providers.stripe.breaker.slow_rate: must be in (0, 1], got 0: it is the fraction of calls in the window\n\
          providers.stripe.breaker.half_open_probes: must be in 1..=10000, got 0\n\
          providers.stripe.bulkhead.max_concurrent: must be at least 1, got 0\n\
          providers.stripe.rate_limit.per_second: must be at least 1, got 0"
@@ -137,12 +137,12 @@ fn out_of_range_values_give_the_range_and_the_value() {
     // Settings that are only wrong together.
     assert_eq!(
         toml_errors("[providers.stripe]\nbreaker = { window = 10, min_calls = 20 }\nretry = { backoff = { type = \"exponential\", base = \"2s\", max = \"1s\" } }\n"),
-        "providers.stripe.retry.backoff: base (2s) is larger than max (1s); raise max or lower base\n\
-         providers.stripe.breaker.min_calls: (20) is larger than the window (10 calls), so the rate could never be judged; lower min_calls or widen the window"
+        "providers.stripe.retry.backoff: `base` (2s) is larger than `max` (1s); raise max or lower base\n\
+         providers.stripe.breaker.min_calls: (20) is larger than the `window` (10 calls), so the rate could never be judged; lower min_calls or widen the window"
     );
     assert_eq!(
         toml_errors("[providers.stripe]\nbreaker = { slow_rate = 0.5 }\n"),
-        "providers.stripe.breaker.slow_rate: needs `slow_call`, the duration above which a call is slow"
+        "providers.stripe.breaker.slow_rate: needs `slow_call`, the duration above which a call is slow, such as `slow_call = \"2s\"`"
     );
 }
 
@@ -652,7 +652,8 @@ fn bad_recovery_and_throttle_settings_are_explained() {
             "[providers.llm]\nrecovery = { pace = 0.5, max_waiting = 0, wait = \"yes\" }\n"
         ),
         "providers.llm.recovery.wait: expected true or false, got a string\n\
-         providers.llm.recovery.max_waiting: must be in 1..=1000000, got 0"
+         providers.llm.recovery.max_waiting: must be in 1..=1000000, got 0; use `wait = false` to fail fast instead\n\
+         providers.llm.recovery.pace: must be in [1, 100], got 0.5; 1.5 lets held calls out at half the rate of new ones"
     );
     assert_eq!(
         toml_errors("[providers.llm]\nrecovery = { pace = 0.5 }\n"),
@@ -671,7 +672,7 @@ fn bad_recovery_and_throttle_settings_are_explained() {
         toml_errors(
             "[providers.llm]\nbreaker = { probe_interval = \"1s\", max_probe_interval = \"100ms\" }\n"
         ),
-        "providers.llm.breaker.max_probe_interval: (100ms) is shorter than `probe_interval` (1s); the interval only grows, so raise it or lower probe_interval"
+        "providers.llm.breaker.max_probe_interval: (100ms) is shorter than the probe interval (1s; `probe_interval`, or `open_for` when it is not set): the interval only grows, so raise max_probe_interval or lower probe_interval"
     );
 }
 
@@ -731,7 +732,8 @@ fn bad_adaptive_timeouts_are_explained() {
     );
     assert_eq!(
         toml_errors("[providers.llm]\nadaptive_timeout = { multiplier = 0.5, min = \"0s\" }\n"),
-        "providers.llm.adaptive_timeout.min: must be longer than zero"
+        "providers.llm.adaptive_timeout.min: must be longer than zero\n\
+         providers.llm.adaptive_timeout.multiplier: must lie in [1, 10], got 0.5; 1.5 is the usual choice (above 1, so the timeout can grow when the provider slows down)"
     );
     assert_eq!(
         toml_errors("[providers.llm]\nadaptive_timeout = { min = \"2s\", max = \"1s\" }\n"),

@@ -220,7 +220,7 @@ fn a_count_beyond_u32_names_the_upper_limit() {
         .to_string();
     assert_eq!(
         err,
-        "providers.x.breaker.min_calls: must be in 1..=4294967295, got 5000000000"
+        "providers.x.breaker.min_calls: expected a whole number from 0 to 4294967295, got 5000000000"
     );
 }
 

@@ -159,27 +159,27 @@ fn invalid_settings_are_typed_errors_that_say_what_to_do() {
         ),
         (
             error_of(b().retry(RetryConfig::new().with_backoff(Backoff::exponential(ms(10), ms(5))))),
-            "retry.backoff: base (10ms) is larger than max (5ms); raise max or lower base",
+            "retry.backoff: `base` (10ms) is larger than `max` (5ms); raise max or lower base",
         ),
         (
             error_of(b().retry(RetryConfig::new().with_budget(Some(BudgetConfig::new().with_ratio(-0.1))))),
-            "retry.budget.ratio: must be in [0, 1], got -0.1",
+            "retry.budget.ratio: must be in [0, 1], got -0.1: it is the extra load retries may add",
         ),
         (
             error_of(b().breaker(BreakerConfig::new().with_failure_rate(1.5))),
-            "breaker.failure_rate: must be in (0, 1], got 1.5",
+            "breaker.failure_rate: must be in (0, 1], got 1.5: it is the fraction of calls in the window",
         ),
         (
             error_of(b().breaker(BreakerConfig::new().with_failure_rate(0.0))),
-            "breaker.failure_rate: must be in (0, 1], got 0",
+            "breaker.failure_rate: must be in (0, 1], got 0: it is the fraction of calls in the window",
         ),
         (
             error_of(b().breaker(BreakerConfig::new().with_window(Window::Count(10)))),
-            "breaker.min_calls: (20) is larger than the window (10 calls), so the rate could never be judged; lower min_calls or widen the window",
+            "breaker.min_calls: (20) is larger than the `window` (10 calls), so the rate could never be judged; lower min_calls or widen the window",
         ),
         (
             error_of(b().breaker(BreakerConfig::new().with_slow_calls(2.0, ms(100)))),
-            "breaker.slow_rate: must be in (0, 1], got 2",
+            "breaker.slow_rate: must be in (0, 1], got 2: it is the fraction of calls in the window",
         ),
         (
             error_of(b().breaker(BreakerConfig::new().with_half_open_probes(0))),
@@ -201,7 +201,10 @@ fn invalid_settings_are_typed_errors_that_say_what_to_do() {
             error_of(b().rate_limit(RateLimitConfig::new().with_per_second(0))),
             "rate_limit.per_second: must be at least 1, got 0",
         ),
-        (error_of(Policy::builder("")), "provider: must not be empty"),
+        (
+            error_of(Policy::builder("")),
+            "provider: must not be empty: it names the shared breaker, budget and limits",
+        ),
     ];
     for (got, want) in cases {
         assert_eq!(got, want);

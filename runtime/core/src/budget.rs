@@ -170,6 +170,9 @@ mod tests {
     #[test]
     fn invalid_ratio_is_reported() {
         let e = BudgetConfig::new().with_ratio(1.5).validate().unwrap_err();
-        assert_eq!(e.to_string(), "budget.ratio: must be in [0, 1], got 1.5");
+        assert_eq!(
+            e.to_string(),
+            "budget.ratio: must be in [0, 1], got 1.5: it is the extra load retries may add"
+        );
     }
 }

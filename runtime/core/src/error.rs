@@ -221,7 +221,8 @@ impl Classify for Error {
 /// An invalid policy configuration: which setting, and why.
 ///
 /// `Display` reads `path: reason`, for example
-/// `breaker.failure_rate: must be in (0, 1], got 1.5`.
+/// `breaker.failure_rate: must be in (0, 1], got 1.5: it is the fraction
+/// of calls in the window`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
 pub struct ConfigError {

@@ -48,9 +48,11 @@
 //! - [`crate::Policy`] values built in code keep the shared state they were
 //!   built with; only `#[resilient]` call sites resolve again.
 
+mod checker;
 mod file;
 mod model;
 mod reload;
+mod sections;
 
 use std::fmt;
 

@@ -29,7 +29,7 @@ impl Registry {
     ///     .unwrap_err();
     /// assert_eq!(
     ///     errors.to_string(),
-    ///     "providers.maps.breaker.failure_rate: must be in (0, 1], got 1.5"
+    ///     "providers.maps.breaker.failure_rate: must be in (0, 1], got 1.5: it is the fraction of calls in the window"
     /// );
     /// ```
     ///
