@@ -99,9 +99,12 @@ impl SiteMetrics {
     }
 }
 
+/// A breaker state gauge: (provider, operation, gauge).
+type StateGauge = (Arc<str>, Box<str>, Gauge);
+
 /// The breaker state gauges, one per provider and operation, set from the
 /// breaker's transitions as `events` delivers them (the one channel).
-static GAUGES: Mutex<Vec<(Arc<str>, Box<str>, Gauge)>> = Mutex::new(Vec::new());
+static GAUGES: Mutex<Vec<StateGauge>> = Mutex::new(Vec::new());
 
 /// Keep `gauge` at the state of `provider`'s breaker. A call site's new
 /// policy (after a reload) replaces its operation's earlier gauge, so each
