@@ -15,7 +15,7 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// `now + d`, never overflowing: a `d` beyond [`FOREVER`] counts as it.
+/// `now + d`, never overflowing: a `d` beyond `FOREVER` (100 years) counts as it.
 pub fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d.min(FOREVER))
         .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))

@@ -27,6 +27,10 @@
 
 mod config;
 mod gate;
+mod metrics;
+mod pace;
+mod pushback;
+mod queue;
 
 pub use config::{RecoveryConfig, MAX_PACE, MAX_WAITING};
 pub use gate::{BlockReason, Blocked, Gate, RecoveryStats};
