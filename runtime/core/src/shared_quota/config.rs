@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use buttress_settings::rules;
+
 use crate::error::ConfigError;
 
 /// The default bound of one request to Redis.
@@ -126,40 +128,14 @@ impl SharedQuotaConfig {
     /// # Errors
     /// A [`ConfigError`] naming the setting, its limits and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
-            ("per_second", self.per_second),
-            ("burst", self.burst),
-            ("replicas", self.replicas),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::new(
-                    format!("rate_limit.shared.{key}"),
-                    "must be at least 1, got 0",
-                ));
-            }
-        }
-        if self.per_second > 1_000_000 {
-            return Err(ConfigError::new(
-                "rate_limit.shared.per_second",
-                format!(
-                    "must be between 1 and 1000000 (one unit per microsecond, the resolution of Redis's clock), got {}",
-                    self.per_second
-                ),
-            ));
-        }
-        if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "rate_limit.shared.timeout",
-                format!("must be between 1 ns and 60 s, got {:?}", self.timeout),
-            ));
-        }
-        if self.recheck > Duration::from_secs(3600) {
-            return Err(ConfigError::new(
-                "rate_limit.shared.recheck",
-                format!("must be at most 1 h, got {:?}", self.recheck),
-            ));
-        }
-        Ok(())
+        let check = |key: &str, rule: rules::Rule| {
+            ConfigError::check(&format!("rate_limit.shared.{key}"), rule)
+        };
+        check("per_second", rules::quota_per_second(self.per_second))?;
+        check("burst", rules::at_least_one(self.burst))?;
+        check("replicas", rules::at_least_one(self.replicas))?;
+        check("timeout", rules::quota_timeout(self.timeout))?;
+        check("recheck", rules::quota_recheck(self.recheck))
     }
 }
 
