@@ -666,7 +666,8 @@ fn bad_recovery_and_throttle_settings_are_explained() {
     );
     assert_eq!(
         toml_errors("[providers.llm]\nthrottle = { window = \"10ms\", ratio = 2 }\n"),
-        "providers.llm.throttle.ratio: unknown key; valid keys: k, window"
+        "providers.llm.throttle.ratio: unknown key; valid keys: k, window\n\
+         providers.llm.throttle.window: must span at least 100ms, got 10ms"
     );
     assert_eq!(
         toml_errors(
@@ -737,7 +738,7 @@ fn bad_adaptive_timeouts_are_explained() {
     );
     assert_eq!(
         toml_errors("[providers.llm]\nadaptive_timeout = { min = \"2s\", max = \"1s\" }\n"),
-        "providers.llm.adaptive_timeout.max: (1s) is shorter than `min` (2s); raise it or lower `min`"
+        "providers.llm.adaptive_timeout.max: (1s) is shorter than `min` (2s); raise max or lower min"
     );
     assert_eq!(
         toml_errors("[providers.llm]\nadaptive_timeout = { p99 = true }\n"),

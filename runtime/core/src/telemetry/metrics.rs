@@ -136,19 +136,14 @@ mod tests {
     use super::*;
 
     /// A reload gives a call site a new policy, which registers its
-    /// metrics again: the operation keeps one gauge, set once per
-    /// transition, and other operations of the provider follow too.
+    /// metrics again: the operation keeps one gauge, which follows the
+    /// breaker's transitions as the events channel delivers them, and the
+    /// provider's other operations follow too.
     #[test]
     fn each_operation_keeps_one_gauge_that_follows_the_breaker() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
         let provider: Arc<str> = Arc::from("gauge-test");
-        for _ in 0..50 {
-            drop(SiteMetrics::register(&provider, "op", BreakerState::Closed));
-        }
-        drop(SiteMetrics::register(
-            &provider,
-            "other-op",
-            BreakerState::Closed,
-        ));
         let count = || {
             GAUGES
                 .lock()
@@ -157,12 +152,29 @@ mod tests {
                 .filter(|(p, _, _)| **p == *provider)
                 .count()
         };
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..50 {
+                drop(SiteMetrics::register(&provider, "op", BreakerState::Closed));
+            }
+            drop(SiteMetrics::register(
+                &provider,
+                "other-op",
+                BreakerState::Closed,
+            ));
+            assert_eq!(count(), 2);
+            let breaker = crate::breaker::Breaker::new(
+                "gauge-test",
+                crate::breaker::BreakerConfig::new().with_consecutive_failures(1),
+            );
+            breaker.force_open();
+        });
         assert_eq!(count(), 2);
-        let breaker = crate::breaker::Breaker::new(
-            "gauge-test",
-            crate::breaker::BreakerConfig::new().with_consecutive_failures(1),
-        );
-        breaker.force_open();
-        assert_eq!(count(), 2);
+        let text = handle.render();
+        for operation in ["op", "other-op"] {
+            let line = format!(
+                "buttress_breaker_state{{provider=\"gauge-test\",operation=\"{operation}\"}} 3"
+            );
+            assert!(text.contains(&line), "no `{line}` in:\n{text}");
+        }
     }
 }
