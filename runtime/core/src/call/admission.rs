@@ -7,7 +7,6 @@ use std::ops::ControlFlow;
 use tokio::time::Instant;
 
 use crate::breaker::BreakerPermit;
-use crate::bulkhead::{Bulkhead, Full};
 use crate::class::Classify;
 use crate::error::Error;
 use crate::recovery::BlockReason;
@@ -18,19 +17,6 @@ impl<'p, T, E> Call<'p, T, E>
 where
     E: Classify + From<Error>,
 {
-    /// The happy path: no throttle, an idle gate, a closed breaker.
-    /// (A provider with a throttle keeps its gate active for good.)
-    #[inline]
-    pub(super) fn admit_fast(&self) -> Option<BreakerPermit<'p>> {
-        let policy = self.policy;
-        let provider: &'p crate::registry::Provider = &policy.provider;
-        if provider.gate.is_active() {
-            None
-        } else {
-            provider.breaker.try_acquire().ok()
-        }
-    }
-
     /// Admission off the happy path: the adaptive throttle, then the
     /// breaker, then (when the gate is active or the breaker refused) the
     /// gate.
@@ -175,43 +161,5 @@ where
                 }
             }
         }
-    }
-
-    /// The rate limit had no slot within the deadline: release the
-    /// attempt's breaker permit and end the call.
-    #[cold]
-    pub(super) fn rate_limit_refused(
-        &mut self,
-        permit: BreakerPermit<'p>,
-        retry_after: std::time::Duration,
-    ) -> ControlFlow<Result<T, E>> {
-        drop(permit);
-        self.reject(
-            Rejection::RateLimit,
-            Error::RateLimited {
-                provider: self.provider_name(),
-                retry_after,
-            },
-        )
-    }
-
-    /// The bulkhead had no room within the deadline: release the attempt's
-    /// breaker permit and end the call.
-    #[cold]
-    pub(super) fn bulkhead_full(
-        &mut self,
-        permit: BreakerPermit<'p>,
-        bulkhead: &Bulkhead,
-        full: Full,
-    ) -> ControlFlow<Result<T, E>> {
-        drop(permit);
-        self.reject(
-            Rejection::Bulkhead,
-            Error::BulkheadFull {
-                provider: self.provider_name(),
-                max_concurrent: bulkhead.config().max_concurrent(),
-                waited: full.waited,
-            },
-        )
     }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::class::Classify;
+use crate::breaker::PermitKind;
+use crate::class::{Classify, ErrorClass};
 use crate::error::Error;
+use crate::outcome::{CallOutcome, Rejection};
 use crate::rate_limit::Admission;
-use crate::timeout::AttemptFuture;
+use crate::timeout::{AttemptFuture, Finished};
 
 use super::Call;
 
@@ -33,13 +35,31 @@ where
         if self.next_attempt_at.is_some() {
             self.backoff().await;
         }
-        let attempt = match self.start_attempt() {
-            Ok(attempt) => attempt,
-            Err(end) => return end,
-        };
+        let attempt = self.ctx.attempt.get() + 1;
+        self.ctx.attempt.set(attempt);
+        self.timed_out = false;
 
-        // The happy path admits at once; the rest is boxed off it.
-        let permit = match self.admit_fast() {
+        if attempt == 1 {
+            self.open_span();
+        } else {
+            let now = self.ctx.now();
+            self.last_attempt_at = Some(now);
+            self.ended_at = None;
+            if let Some(left) = self.ctx.remaining_at(now) {
+                if left.is_zero() {
+                    return self.no_time_left();
+                }
+            }
+        }
+
+        // The happy path: no throttle, an idle gate, a closed breaker.
+        // (A provider with a throttle keeps its gate active for good.)
+        let fast = if provider.gate.is_active() {
+            None
+        } else {
+            provider.breaker.try_acquire().ok()
+        };
+        let permit = match fast {
             Some(permit) => permit,
             None => match Box::pin(self.admit_slow(attempt)).await {
                 Ok(permit) => permit,
@@ -56,7 +76,16 @@ where
                     // (it is moved on every call); waiting dwarfs the allocation.
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
-                Err(retry_after) => return self.rate_limit_refused(permit, retry_after),
+                Err(retry_after) => {
+                    drop(permit);
+                    return self.reject(
+                        Rejection::RateLimit,
+                        Error::RateLimited {
+                            provider: self.provider_name(),
+                            retry_after,
+                        },
+                    );
+                }
             }
         }
 
@@ -82,52 +111,24 @@ where
                     let limit = self.ctx.deadline_at(self.ctx.now());
                     match Box::pin(bulkhead.acquire(limit)).await {
                         Ok(slot) => Some(slot),
-                        Err(full) => return self.bulkhead_full(permit, bulkhead, full),
+                        Err(full) => {
+                            drop(permit);
+                            return self.reject(
+                                Rejection::Bulkhead,
+                                Error::BulkheadFull {
+                                    provider: self.provider_name(),
+                                    max_concurrent: bulkhead.config().max_concurrent(),
+                                    waited: full.waited,
+                                },
+                            );
+                        }
                     }
                 }
             },
         };
 
-        self.attempt_admitted(attempt);
-        let timeout = policy.attempt_timeout(self.cut);
-        let (finished, pending_since) = AttemptFuture::new(body, &mut self.ctx, timeout).await;
-        drop(slot);
-
-        let elapsed = self.attempt_duration(pending_since);
-        self.settle_attempt(finished, permit, elapsed, timeout, attempt)
-    }
-
-    /// Count the attempt and return its number. The first opens the call's
-    /// span; a later one notes its start, and ends the call when the
-    /// deadline has passed.
-    #[inline]
-    fn start_attempt(&mut self) -> Result<u32, ControlFlow<Result<T, E>>> {
-        let attempt = self.ctx.attempt.get() + 1;
-        self.ctx.attempt.set(attempt);
-        self.timed_out = false;
-
         if attempt == 1 {
-            self.open_span();
-        } else {
-            let now = self.ctx.now();
-            self.last_attempt_at = Some(now);
-            self.ended_at = None;
-            if let Some(left) = self.ctx.remaining_at(now) {
-                if left.is_zero() {
-                    return Err(self.no_time_left());
-                }
-            }
-        }
-        Ok(attempt)
-    }
-
-    /// The attempt was admitted and its body is about to run: a first
-    /// attempt earns the retry budget its deposit, and the attempt's span
-    /// opens (when the call has one).
-    #[inline]
-    fn attempt_admitted(&mut self, attempt: u32) {
-        if attempt == 1 {
-            if let Some(budget) = &self.policy.provider.budget {
+            if let Some(budget) = &provider.budget {
                 budget.deposit();
             }
         }
@@ -135,17 +136,14 @@ where
         if !self.ctx.span.is_disabled() {
             self.open_attempt_span(attempt);
         }
-    }
+        let timeout = policy.attempt_timeout(self.cut);
+        let (finished, pending_since) = AttemptFuture::new(body, &mut self.ctx, timeout).await;
+        drop(slot);
 
-    /// How long the attempt took, when the body was pending at least once
-    /// (`pending_since`) and something measures it.
-    #[inline]
-    fn attempt_duration(&mut self, pending_since: Option<Instant>) -> Option<Duration> {
-        let policy = self.policy;
-        let measure = policy.provider.breaker.measures_duration()
+        let measure = provider.breaker.measures_duration()
             || policy.telemetry.measures()
             || policy.latency.is_some();
-        match pending_since {
+        let elapsed = match pending_since {
             Some(since) if measure => {
                 // One clock read serves the breaker, the attempt's and the
                 // call's durations.
@@ -154,6 +152,135 @@ where
                 Some(now.saturating_duration_since(since))
             }
             _ => None,
+        };
+        let trips = provider.breaker_trips;
+        let probe = permit.kind() == PermitKind::Probe;
+        if let (Some(tracker), Finished::Done(Ok(_)), Some(elapsed), Some(now)) =
+            (&policy.latency, &finished, elapsed, self.ended_at)
+        {
+            // A successful answer: what the adaptive timeout follows.
+            tracker.record(elapsed, now);
+        }
+        match finished {
+            Finished::Done(Ok(value)) => {
+                if trips {
+                    provider.breaker.record(permit, false, elapsed);
+                } else {
+                    drop(permit);
+                }
+                self.attempt_resolved(probe, Some(true));
+                self.attempt_ended(None, elapsed);
+                ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
+            }
+            Finished::Done(Err(error)) => {
+                let class = error.class();
+                // A provider that rate-limits is not failing: with quota
+                // learning on, its 429s pace the calls instead of opening
+                // the breaker (which would stop them all).
+                let paced = class == ErrorClass::RateLimited
+                    && (provider.gate.config().learn_quota() || provider.gate.config().wait());
+                if trips && !paced {
+                    provider
+                        .breaker
+                        .record(permit, class.is_provider_failure(), elapsed);
+                } else {
+                    drop(permit);
+                }
+                self.attempt_resolved(probe, Some(!class.is_provider_failure()));
+                self.attempt_ended(Some(class), elapsed);
+                let retry_after = error.retry_after();
+                // Only the provider's own answers pause it: a nested
+                // wrapper's local rejection (Permanent) carries a wait too.
+                if class == ErrorClass::RateLimited
+                    || (retry_after.is_some() && class != ErrorClass::Permanent)
+                {
+                    self.provider_pushed_back(class, retry_after);
+                }
+                self.after_failure(error, class, retry_after, probe)
+            }
+            Finished::TimedOut => {
+                self.timed_out = true;
+                if let Some(tracker) = &policy.latency {
+                    tracker.record_timeout(self.ended_at.unwrap_or_else(Instant::now));
+                    self.cut += 1;
+                }
+                // The breaker judges the provider against the configured
+                // timeout: an adaptive timeout that cut sooner did so for
+                // the caller's latency, and the provider is not blamed
+                // for it (nor credited). A provider that hangs still trips
+                // the breaker: with most attempts cut, the adaptive timeout
+                // doubles until it reaches the configured one.
+                let blamed = match (&policy.latency, timeout) {
+                    (Some(tracker), Some(used)) => {
+                        let configured = policy.config.timeout.unwrap_or(Duration::MAX);
+                        used >= configured.min(tracker.config().max())
+                    }
+                    _ => true,
+                };
+                if trips && blamed {
+                    provider.breaker.record(permit, true, elapsed);
+                } else {
+                    drop(permit);
+                }
+                self.attempt_resolved(probe, blamed.then_some(false));
+                self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
+                let error = E::from(Error::Timeout {
+                    provider: self.provider_name(),
+                    timeout: timeout.unwrap_or_default(),
+                    attempt,
+                });
+                self.after_failure(error, ErrorClass::OutcomeUnknown, None, probe)
+            }
+            Finished::DeadlineCut => {
+                // The provider was not given its full timeout: not its fault.
+                drop(permit);
+                self.attempt_resolved(probe, None);
+                self.attempt_ended(Some(ErrorClass::OutcomeUnknown), elapsed);
+                let error = E::from(Error::DeadlineExceeded {
+                    provider: self.provider_name(),
+                    deadline: policy.config.deadline.unwrap_or_default(),
+                    attempts: attempt,
+                });
+                ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)))
+            }
+        }
+    }
+
+    /// An admitted attempt is over: tell the throttle whether the provider
+    /// accepted it (`None`: it was cut short, which says nothing), and wake
+    /// the gate's waiters after a probe, whose outcome may have closed or
+    /// reopened the breaker.
+    #[inline]
+    fn attempt_resolved(&self, probe: bool, accepted: Option<bool>) {
+        let provider = &self.policy.provider;
+        if let (Some(throttle), Some(accepted)) = (&provider.throttle, accepted) {
+            throttle.record(accepted);
+        }
+        if probe {
+            provider.gate.wake();
+        }
+    }
+
+    /// The provider pushed back (a `429`, or any answer with
+    /// `Retry-After`): pause every caller, and learn the quota from `429`s.
+    #[cold]
+    fn provider_pushed_back(&self, class: ErrorClass, retry_after: Option<Duration>) {
+        let gate = &self.policy.provider.gate;
+        if let Some(wait) = retry_after {
+            gate.cool_down(wait);
+            #[cfg(feature = "redis")]
+            if let Some(quota) = self.quota() {
+                // Tell the other replicas without holding this call back.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = quota.cool_down(wait).await;
+                    });
+                }
+            }
+        }
+        if class == ErrorClass::RateLimited {
+            let sent_at = self.last_attempt_at().unwrap_or_else(Instant::now);
+            gate.rate_limited(sent_at, retry_after);
         }
     }
 }

@@ -25,7 +25,6 @@ mod finish;
 mod keep;
 mod report;
 mod retry;
-mod settle;
 
 pub use crate::outcome::{CallOutcome, Rejection};
 

@@ -1,0 +1,62 @@
+//! One overhead row, `n` calls, for counting instructions under
+//! callgrind: `scripts/icount` runs it at two call counts and reports the
+//! instructions per call of each row, a figure that does not drift with
+//! the machine's load the way nanoseconds do.
+//!
+//! `icount <row> <ready|yield> <n>`, rows as in `overhead_paired`:
+//! `tokio_timeout`, `default_stack`, `full_stack`, `resilient_macro`.
+//! Without arguments (as `cargo bench` runs it) it does nothing.
+
+mod common;
+
+use std::future::Future;
+
+use common::{
+    current_thread, default_stack, drive, full_stack, macro_ready, macro_yield_once, ready,
+    with_tokio_timeout, yield_once, Out,
+};
+use tokio::runtime::Runtime;
+
+fn run<F: Future<Output = Out>>(rt: &Runtime, n: u64, mut call: impl FnMut() -> F) {
+    rt.block_on(async {
+        for _ in 0..n {
+            let _ = std::hint::black_box(call().await);
+        }
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [row, body, n] = args.as_slice() else {
+        return;
+    };
+    let n: u64 = n.parse().expect("a number of calls");
+    let yields = match body.as_str() {
+        "ready" => false,
+        "yield" => true,
+        other => panic!("unknown body `{other}`: ready or yield"),
+    };
+    let rt = current_thread();
+    let default = default_stack("icount-default");
+    let full = full_stack("icount-full");
+    macro_rules! row {
+        ($wrap:expr) => {
+            if yields {
+                run(&rt, n, || $wrap(yield_once))
+            } else {
+                run(&rt, n, || $wrap(ready))
+            }
+        };
+    }
+    match row.as_str() {
+        "tokio_timeout" => row!(with_tokio_timeout),
+        "default_stack" => row!(|body| drive(&default, body)),
+        "full_stack" => row!(|body| drive(&full, body)),
+        "resilient_macro" if yields => run(&rt, n, macro_yield_once),
+        "resilient_macro" => run(&rt, n, macro_ready),
+        other => panic!("unknown row `{other}`"),
+    }
+}
