@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 pub enum Window {
     /// The last N calls (needs no clock).
     Count(u32),
-    /// The calls of the last span of time, in [`TIME_BUCKETS`] buckets.
+    /// The calls of the last span of time, in [`TIME_BUCKETS`](super::TIME_BUCKETS) buckets.
     Time(Duration),
 }
 
