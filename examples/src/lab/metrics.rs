@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Where the lab serves its metrics unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -29,6 +29,11 @@ pub async fn serve(addr: SocketAddr) -> Result<PrometheusHandle, String> {
         format!("--metrics-addr {addr}: cannot listen there ({e}); pick a free port or pass --no-metrics")
     })?;
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_duration_seconds".into()),
+            buttress::telemetry::DURATION_BUCKETS,
+        )
+        .map_err(|e| format!("cannot set the duration buckets: {e}"))?
         .install_recorder()
         .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
     let upkeep = handle.clone();

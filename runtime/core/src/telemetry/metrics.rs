@@ -3,7 +3,10 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
+};
 
 use crate::circuit::BreakerState;
 use crate::class::ErrorClass;
@@ -40,6 +43,7 @@ pub(crate) struct SiteMetrics {
 
 impl SiteMetrics {
     pub(crate) fn register(provider: &Arc<str>, operation: &str, state: BreakerState) -> Self {
+        describe();
         let name = Arc::clone(provider);
         let provider = provider.to_string();
         let operation = operation.to_owned();
@@ -96,6 +100,45 @@ impl SiteMetrics {
         }
         self.call_duration
             .record(took.map_or(0.0, |d| d.as_secs_f64()));
+    }
+}
+
+/// What a metric measures.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric buttress reports: its name, kind, unit and HELP text.
+const DESCRIPTIONS: [(&str, Kind, Unit, &str); 14] = [
+    ("buttress_calls_total", Kind::Counter, Unit::Count, "Logical calls ended, by outcome (ok, error, rejected)."),
+    ("buttress_attempts_total", Kind::Counter, Unit::Count, "Attempts ended, by error class (ok when it succeeded)."),
+    ("buttress_retries_total", Kind::Counter, Unit::Count, "Retries scheduled after a failed attempt."),
+    ("buttress_rejections_total", Kind::Counter, Unit::Count, "Calls or retries refused locally, by reason."),
+    ("buttress_call_duration_seconds", Kind::Histogram, Unit::Seconds, "Duration of logical calls, retries, backoff and waiting included (0 when the body was ready at once)."),
+    ("buttress_attempt_duration_seconds", Kind::Histogram, Unit::Seconds, "Duration of single attempts (0 when the body was ready at once)."),
+    ("buttress_breaker_state", Kind::Gauge, Unit::Count, "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed."),
+    ("buttress_waiting_calls", Kind::Gauge, Unit::Count, "Calls waiting for the provider to recover."),
+    ("buttress_released_total", Kind::Counter, Unit::Count, "Waiting calls admitted."),
+    ("buttress_gave_up_total", Kind::Counter, Unit::Count, "Waiting calls that left at their deadline or were cancelled."),
+    ("buttress_cooldowns_total", Kind::Counter, Unit::Count, "Pauses started by a provider's Retry-After."),
+    ("buttress_learned_quota", Kind::Gauge, Unit::CountPerSecond, "Rate learned from the provider's 429 answers, calls per second (0: none)."),
+    ("buttress_shared_quota_fallback", Kind::Gauge, Unit::Count, "1 while the shared quota admits on the local share because Redis is unavailable."),
+    ("buttress_shared_quota_fallbacks_total", Kind::Counter, Unit::Count, "Times the shared quota fell back to the local share."),
+];
+
+/// Give the recorder the name, unit and HELP text of every buttress
+/// metric (Prometheus prints them as `# HELP` and `# TYPE`). Done at each
+/// call site's first call, so it reaches the recorder installed then.
+fn describe() {
+    for (name, kind, unit, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => describe_counter!(name, unit, help),
+            Kind::Gauge => describe_gauge!(name, unit, help),
+            Kind::Histogram => describe_histogram!(name, unit, help),
+        }
     }
 }
 

@@ -45,6 +45,21 @@
 //! | `buttress_cooldowns_total` | counter | pauses started by a provider's `Retry-After` |
 //! | `buttress_learned_quota` | gauge | the rate learned from `429`s, calls per second (0: none) |
 //!
+//! Each metric comes with its unit and a HELP text (given to the recorder
+//! at a call site's first call). For `histogram_quantile` in Prometheus,
+//! give the two duration histograms buckets: [`DURATION_BUCKETS`] suits
+//! calls to remote providers.
+//!
+//! ```ignore
+//! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+//! let handle = PrometheusBuilder::new()
+//!     .set_buckets_for_metric(
+//!         Matcher::Suffix("_duration_seconds".into()),
+//!         buttress::telemetry::DURATION_BUCKETS,
+//!     )?
+//!     .install_recorder()?;
+//! ```
+//!
 //! A call or attempt that completed on its first poll waited for nothing
 //! and is recorded as taking 0 s: measuring it would cost two clock reads
 //! on the happy path, for a sub-microsecond figure.
@@ -65,6 +80,13 @@ use std::time::Duration;
 use crate::breaker::Breaker;
 use crate::class::ErrorClass;
 use crate::outcome::CallOutcome;
+
+/// Bucket bounds, in seconds, for `buttress_call_duration_seconds` and
+/// `buttress_attempt_duration_seconds`: from 5 ms to a minute, dense
+/// where calls to remote providers spend their time.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// A secret shown as a short, stable hash (`#1a2b3c4d`): the same secret
 /// always gives the same hash, so log lines can still be correlated.
