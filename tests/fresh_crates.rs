@@ -46,7 +46,8 @@ fn blocks<'t>(text: &'t str, lang: &str) -> Vec<(&'t str, String)> {
 }
 
 /// A snippet as a program: hidden lines shown, wrapped in `fn main` when
-/// it has none.
+/// it has none (in a function returning its `Result` when it ends in
+/// `Ok::<…>(…)`, as rustdoc does).
 fn program(snippet: &str) -> String {
     let code: Vec<&str> = snippet
         .lines()
@@ -56,8 +57,19 @@ fn program(snippet: &str) -> String {
         })
         .collect();
     let code = code.join("\n");
+    let last = code
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     if code.contains("fn main") {
         code
+    } else if last.trim_start().starts_with("Ok::<") || last.trim() == "Ok(())" {
+        // Ends in a `Result`, so it may use `?`: rustdoc runs it as a
+        // function returning that `Result` and unwraps it.
+        format!(
+            "fn main() {{\nfn run() -> Result<(), impl std::fmt::Debug> {{\n{code}\n}}\nrun().unwrap();\n}}\n"
+        )
     } else {
         format!("fn main() {{\n{code}\n}}\n")
     }
@@ -146,6 +158,27 @@ fn build_chapter(chapter: &str) -> Result<(), String> {
 fn getting_started_builds_as_a_fresh_crate() {
     if let Err(errors) = build_chapter("getting-started.md") {
         panic!("\"Getting started\" does not build with the dependencies it lists:\n{errors}");
+    }
+}
+
+#[test]
+fn configuration_builds_as_a_fresh_crate() {
+    if let Err(errors) = build_chapter("configuration.md") {
+        panic!("\"Configuration\" does not build with the dependencies it lists:\n{errors}");
+    }
+}
+
+#[test]
+fn http_clients_builds_as_a_fresh_crate() {
+    if let Err(errors) = build_chapter("http-clients.md") {
+        panic!("\"HTTP clients\" does not build with the dependencies it lists:\n{errors}");
+    }
+}
+
+#[test]
+fn webhooks_builds_as_a_fresh_crate() {
+    if let Err(errors) = build_chapter("webhooks.md") {
+        panic!("\"Receiving webhooks\" does not build with the dependencies it lists:\n{errors}");
     }
 }
 
