@@ -281,7 +281,10 @@ async fn open_file(path: &Path) -> Result<FileSink, ToolError> {
 
 /// A lazy PostgreSQL sink: a bad URL or table name is a usage error.
 fn postgres(url: &str, table: Option<&str>) -> Result<PostgresSink, ToolError> {
-    let usage = |e: SinkError| ToolError::Usage(e.to_string());
+    let usage = |e: SinkError| match e {
+        SinkError::Unavailable { message, .. } => ToolError::Usage(message),
+        other => ToolError::Usage(other.to_string()),
+    };
     let sink = PostgresSink::connect_lazy(url).map_err(usage)?;
     match table {
         Some(table) => sink.with_table(table).map_err(usage),
