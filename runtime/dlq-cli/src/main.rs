@@ -1,12 +1,18 @@
-//! `dlq`: inspect and purge the dead letters of a file or PostgreSQL sink.
+//! `dlq`: inspect, un-park, move and purge the dead letters of a file,
+//! PostgreSQL or Redis sink.
 //!
 //! ```text
 //! dlq --file dead-letters.jsonl list
 //! dlq --file dead-letters.jsonl show <id>
 //! dlq --postgres postgres://app@127.0.0.1/app export --parked > parked.json
 //! dlq --postgres postgres://app@127.0.0.1/app replay-count
+//! dlq --redis redis://127.0.0.1:6379/ --prefix payments:dlq: unpark --all
+//! dlq --file old.jsonl replay --all --to-postgres postgres://app@127.0.0.1/app --remove
 //! dlq --file dead-letters.jsonl purge --parked
 //! ```
+//!
+//! Exit codes: 0 on success, 1 when a sink failed, 2 for usage and input
+//! errors (see `dlq --help`).
 
 use std::process::ExitCode;
 
@@ -21,7 +27,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dlq: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
