@@ -13,10 +13,10 @@
 //!
 //! | feature | crate | adds |
 //! |---|---|---|
-//! | `redis` | `buttress-redis` | [`idempotency::RedisStore`], [`dlq::RedisSink`], [`shared_quota`] |
-//! | `postgres` | `buttress-postgres` | [`idempotency::PostgresStore`], [`dlq::PostgresSink`] |
-//! | `webhook` | `buttress-webhook` | [`webhook`]: verified, deduplicated inbound webhooks |
-//! | `axum` | `buttress-webhook` | [`webhook::axum`]: the extractor |
+//! | `redis` | `buttress-redis` | `idempotency::RedisStore`, `dlq::RedisSink`, `shared_quota` |
+//! | `postgres` | `buttress-postgres` | `idempotency::PostgresStore`, `dlq::PostgresSink` |
+//! | `webhook` | `buttress-webhook` | `webhook`: verified, deduplicated inbound webhooks |
+//! | `axum` | `buttress-webhook` | `webhook::axum`: the extractor |
 //!
 //! See the core's documentation, re-exported below, for everything else.
 #![deny(missing_docs)]
