@@ -433,7 +433,7 @@ mod tests {
         );
     }
 
-    /// The OS-clock path, whatever the `test-util` feature says: a burst,
+    /// The OS-clock path (the default, coarse clock): a burst,
     /// then a wait computed on the precise clock (one interval, less the
     /// little time the test took), then a reservation.
     #[test]

@@ -69,7 +69,7 @@ impl Provider {
 
     /// The state of `old` under new settings: every piece whose settings did
     /// not change is kept as it is; a changed breaker takes over the old
-    /// one's forced state, listeners and trip count (see
+    /// one's forced state and trip count (see
     /// [`Breaker::take_over`]).
     #[cfg_attr(not(feature = "serde-config"), allow(dead_code))]
     pub(crate) fn reconfigured(old: &Self, config: SharedConfig) -> Self {
@@ -200,7 +200,8 @@ impl Provider {
 /// `Registry::global().breaker("stripe").force_open()`.
 ///
 /// It dereferences to [`Breaker`] (`state()`, `force_open()`,
-/// `force_closed()`, `reset()`, `stats()`, `on_transition()`).
+/// `force_closed()`, `reset()`, `stats()`; its transitions arrive through
+/// [`events`](crate::events)).
 ///
 /// A handle names the breaker in force when it was taken. A configuration
 /// reload that changes the provider's breaker settings replaces the breaker

@@ -37,8 +37,8 @@
 //! - **Shared state survives.** A provider's breaker, budget, limiter and
 //!   bulkhead are kept, state and counts included, when their settings did
 //!   not change. A changed breaker is a new breaker: closed, with an empty
-//!   window, but keeping an operator's `force_open`/`force_closed`, its
-//!   transition listeners and its `times_opened` count; the swap is logged.
+//!   window, but keeping an operator's `force_open`/`force_closed` and its
+//!   `times_opened` count; the swap is logged.
 //!   A changed budget, limiter or bulkhead starts fresh (a new bulkhead does
 //!   not see the calls still holding a slot of the old one).
 //! - [`Registry::watch_file`](crate::Registry::watch_file) reloads a file
