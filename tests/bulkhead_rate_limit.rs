@@ -362,3 +362,49 @@ async fn futures_join_all<F: std::future::Future>(
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_times_out_from_when_the_bulkhead_let_it_in() {
+    // Attempt 1 fails at once; its retry (10 ms later) waits in the
+    // bulkhead until another call frees it at 80 ms, then takes 60 ms,
+    // inside its 100 ms timeout counted from 80 ms (not from 10 ms).
+    let p = Policy::builder("bulkhead-retry-timeout")
+        .bulkhead(
+            BulkheadConfig::new()
+                .with_max_concurrent(1)
+                .with_max_wait(ms(500)),
+        )
+        .timeout(ms(100))
+        .retry(
+            RetryConfig::new()
+                .with_max_attempts(2)
+                .with_backoff(Backoff::constant(ms(10)))
+                .with_jitter(Jitter::None),
+        )
+        .no_breaker()
+        .build_in(registry())
+        .unwrap();
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let holder = async {
+        // Queued behind the first attempt; holds the slot from 0 to 80 ms.
+        tokio::task::yield_now().await;
+        p.run(|| async {
+            tokio::time::sleep(ms(80)).await;
+            Ok::<_, ProviderError>(0)
+        })
+        .await
+    };
+    let retried = p.run(|| async {
+        if provider.hit() == 1 {
+            tokio::task::yield_now().await;
+            return Err(ProviderError::Unavailable);
+        }
+        tokio::time::sleep(ms(60)).await;
+        Ok(1)
+    });
+    let (held, retried) = tokio::join!(holder, retried);
+    assert_eq!(held.unwrap(), 0);
+    assert_eq!(retried.unwrap(), 1, "the retry had its whole timeout");
+    assert_eq!(provider.starts_ms(origin), vec![0, 80]);
+}

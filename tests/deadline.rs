@@ -197,3 +197,60 @@ async fn without_deadline_or_timeout_nothing_is_armed() {
     assert_eq!(origin.elapsed(), Duration::from_secs(3600));
     assert_eq!(buttress::remaining(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_driver_that_waits_after_a_failure_has_the_wait_counted() {
+    // The first attempt fails on its first poll, with no backoff, and the
+    // driver waits 150 ms before asking for the next: past the 100 ms
+    // deadline, so the retry is not made (the body is not polled again).
+    let p = Policy::builder("deadline-manual-wait")
+        .deadline(ms(100))
+        .timeout(ms(100))
+        .retry(constant_retry(3, Duration::ZERO))
+        .no_breaker()
+        .build_in(registry())
+        .unwrap();
+    let provider = Provider::default();
+    let mut call = p.call::<(), ProviderError>();
+    let body = || async {
+        provider.hit();
+        Err::<(), _>(ProviderError::Unavailable)
+    };
+    assert!(call.attempt(body()).await.is_continue());
+    tokio::time::sleep(ms(150)).await;
+    let std::ops::ControlFlow::Break(result) = call.attempt(body()).await else {
+        panic!("no time was left for a retry");
+    };
+    assert_eq!(result.unwrap_err(), ProviderError::Unavailable);
+    assert_eq!(
+        call.outcome(),
+        Some(buttress::CallOutcome::DeadlineExceeded)
+    );
+    assert_eq!(provider.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_delay_retries_stay_inside_the_deadline() {
+    // Every attempt fails after 40 ms and is retried at once: attempts at
+    // 0, 40 and 80 ms; the third is cut by the 100 ms deadline.
+    let p = Policy::builder("deadline-zero-delay")
+        .deadline(ms(100))
+        .timeout(ms(100))
+        .retry(constant_retry(10, Duration::ZERO))
+        .no_breaker()
+        .build_in(registry())
+        .unwrap();
+    let provider = Provider::default();
+    let origin = Instant::now();
+    let err = p
+        .run(|| async {
+            provider.hit();
+            tokio::time::sleep(ms(40)).await;
+            Err::<(), _>(ProviderError::Unavailable)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Some("deadline"));
+    assert_eq!(provider.starts_ms(origin), vec![0, 40, 80]);
+    assert_eq!(origin.elapsed(), ms(100));
+}

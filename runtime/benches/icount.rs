@@ -4,7 +4,8 @@
 //! the machine's load the way nanoseconds do.
 //!
 //! `icount <row> <ready|yield> <n>`, rows as in `overhead_paired`:
-//! `tokio_timeout`, `default_stack`, `full_stack`, `resilient_macro`.
+//! `tokio_timeout`, `default_stack`, `full_stack`, `resilient_macro`, and
+//! `retry_twice` (two zero-backoff retries, then the answer).
 //! Without arguments (as `cargo bench` runs it) it does nothing.
 
 mod common;
@@ -13,7 +14,7 @@ use std::future::Future;
 
 use common::{
     current_thread, default_stack, drive, full_stack, macro_ready, macro_yield_once, ready,
-    with_tokio_timeout, yield_once, Out,
+    retry_twice, with_tokio_timeout, yield_once, Out,
 };
 use tokio::runtime::Runtime;
 
@@ -57,6 +58,9 @@ fn main() {
         "full_stack" => row!(|body| drive(&full, body)),
         "resilient_macro" if yields => run(&rt, n, macro_yield_once),
         "resilient_macro" => run(&rt, n, macro_ready),
+        // Two zero-backoff retries of a body that fails at once: the body
+        // argument is ignored (the attempts are ready on their first poll).
+        "retry_twice" => run(&rt, n, retry_twice),
         other => panic!("unknown row `{other}`"),
     }
 }

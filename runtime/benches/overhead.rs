@@ -4,6 +4,8 @@
 //! Groups:
 //! - `overhead/ready/<row>`: a body ready on its first poll;
 //! - `overhead/yield_once/<row>`: a body that yields once, then completes;
+//! - `overhead/retry/resilient_macro_twice`: two zero-backoff retries of a
+//!   body that fails at once, then its answer (no budget, no breaker);
 //! - `overhead/contended/<row>_2x64`: 64 tasks on a 2-worker runtime, all
 //!   through one shared policy, yield-once body; wall-clock time per call.
 //!
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use buttress::Policy;
 use common::{
     current_thread, default_stack, drive, full_stack, macro_ready, macro_yield_once, ready,
-    with_tokio_timeout, yield_once, Out,
+    retry_twice, with_tokio_timeout, yield_once, Out,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -141,6 +143,18 @@ fn bench_yield_once(c: &mut Criterion) {
     single(c, &rt, "yield_once", yield_once);
 }
 
+/// Two zero-backoff retries through `#[resilient]` (no budget, no
+/// breaker): the retry path alone, as the peers bench's retry rows.
+fn bench_retry(c: &mut Criterion) {
+    let rt = current_thread();
+    let mut group = c.benchmark_group("overhead/retry");
+    configure(&mut group);
+    group.bench_function("resilient_macro_twice", |b| {
+        b.to_async(&rt).iter(retry_twice);
+    });
+    group.finish();
+}
+
 fn bench_contended(c: &mut Criterion) {
     let rt = two_workers();
     // `'static`, like the policy a macro keeps in a `static`: the tasks share
@@ -191,6 +205,7 @@ criterion_group!(
     benches,
     bench_ready,
     bench_yield_once,
+    bench_retry,
     bench_contended,
     bench_observed
 );

@@ -12,6 +12,7 @@
 //!
 //! `cargo bench -p buttress --bench overhead_paired`
 
+#[allow(dead_code)] // the retry row is measured by `overhead` and `icount`
 mod common;
 
 use std::future::Future;

@@ -101,3 +101,44 @@ pub fn current_thread() -> Runtime {
         .build()
         .expect("a current-thread runtime")
 }
+
+/// The error of the retry row: transient, so every attempt may be retried.
+#[derive(Debug, buttress::Classify)]
+pub enum Flaky {
+    #[classify(transient)]
+    Unavailable,
+    #[classify(delegate)]
+    Resilience(Error),
+}
+
+impl From<Error> for Flaky {
+    fn from(e: Error) -> Self {
+        Self::Resilience(e)
+    }
+}
+
+/// Two retries with zero backoff: the body fails (ready on its first poll)
+/// while `failures` is above zero, then succeeds. No breaker, no budget:
+/// the retry path alone, as the peers' retry rows measure it.
+#[buttress::resilient(
+    provider = "bench-macro-retry",
+    retry(max_attempts = 3, backoff = constant("0s"), budget = off),
+    breaker = off
+)]
+pub async fn macro_retry(failures: &std::cell::Cell<u32>) -> Result<u64, Flaky> {
+    let left = failures.get();
+    if left > 0 {
+        failures.set(left - 1);
+        return Err(Flaky::Unavailable);
+    }
+    Ok(black_box(1))
+}
+
+/// One call of the retry row: two failures, then the answer.
+pub async fn retry_twice() -> Out {
+    let failures = std::cell::Cell::new(2);
+    match macro_retry(&failures).await {
+        Ok(value) => Ok(value),
+        Err(_) => unreachable!("the third attempt succeeds"),
+    }
+}

@@ -22,6 +22,9 @@ pub(crate) struct CallContext {
     /// completes on its first poll never reads the clock.
     pub(crate) started: Cell<Option<Instant>>,
     pub(crate) deadline: Option<Duration>,
+    /// The instant the deadline passes, once the start is known (computed
+    /// once: every retry compares with it).
+    deadline_instant: Cell<Option<Instant>>,
     /// The idempotency key: given by the caller, or generated on first
     /// use for idempotent calls.
     pub(crate) key: OnceCell<Arc<str>>,
@@ -40,6 +43,7 @@ impl CallContext {
             attempt: Cell::new(0),
             started: Cell::new(None),
             deadline,
+            deadline_instant: Cell::new(None),
             key: OnceCell::new(),
             correlation: OnceCell::new(),
             span: tracing::Span::none(),
@@ -86,8 +90,19 @@ impl CallContext {
 
     /// The instant the deadline passes, if there is one.
     pub(crate) fn deadline_at(&self, now: Instant) -> Option<Instant> {
-        self.deadline
-            .map(|d| later(self.started.get().unwrap_or(now), d))
+        let deadline = self.deadline?;
+        if let Some(at) = self.deadline_instant.get() {
+            return Some(at);
+        }
+        let at = match self.started.get() {
+            Some(started) => {
+                let at = later(started, deadline);
+                self.deadline_instant.set(Some(at));
+                at
+            }
+            None => later(now, deadline),
+        };
+        Some(at)
     }
 
     pub(crate) fn remaining_at(&self, now: Instant) -> Option<Duration> {

@@ -327,12 +327,13 @@ impl Policy {
 
 /// The attempt loop over a closure: each attempt builds its body after the
 /// backoff.
-async fn drive<T, E, F, Fut>(mut call: Call<'_, T, E>, mut operation: F) -> Result<T, E>
+async fn drive<T, E, F, Fut>(call: Call<'_, T, E>, mut operation: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error>,
 {
+    let mut call = call.straight_on();
     // An attempt cut by its timeout stays here while the retries run, when
     // the policy hedges (see `Call::attempt_keeping`).
     let mut kept = std::pin::pin!(None);

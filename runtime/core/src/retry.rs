@@ -62,6 +62,7 @@ impl Backoff {
     /// The delay before the attempt after failed attempt number `failed`
     /// (1-based), given the previous delay actually slept (`previous`,
     /// zero before the first retry), with `jitter` applied.
+    #[inline]
     pub fn delay(&self, jitter: Jitter, failed: u32, previous: Duration, rng: &Rng) -> Duration {
         match *self {
             Self::Constant(d) => jitter.apply(d, rng),
@@ -102,8 +103,10 @@ pub enum Jitter {
 
 impl Jitter {
     /// Apply this jitter to `delay`.
+    #[inline]
     pub fn apply(self, delay: Duration, rng: &Rng) -> Duration {
         match self {
+            _ if delay.is_zero() => delay,
             Self::None => delay,
             Self::Full => rng.duration_between(Duration::ZERO, delay),
             Self::Equal => {

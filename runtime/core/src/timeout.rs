@@ -44,12 +44,23 @@ pin_project_lite::pin_project! {
         ctx: &'c mut CallContext,
         timeout: Option<Duration>,
         deadline_cuts: bool,
+        // Whether the body has waited (and the timer is armed).
+        waited: bool,
+        // When the attempt started, if the driver read the clock for it (a
+        // retry held to a deadline: the timeout counts from there, and the
+        // attempt does not read the clock again); else when the body first
+        // waited.
         pending_since: Option<Instant>,
     }
 }
 
 impl<'c, F: Future> AttemptFuture<'c, F> {
-    pub(crate) fn new(body: F, ctx: &'c mut CallContext, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        body: F,
+        ctx: &'c mut CallContext,
+        timeout: Option<Duration>,
+        started: Option<Instant>,
+    ) -> Self {
         Self {
             body,
             timer: None,
@@ -57,7 +68,8 @@ impl<'c, F: Future> AttemptFuture<'c, F> {
             ctx,
             timeout,
             deadline_cuts: false,
-            pending_since: None,
+            waited: false,
+            pending_since: started,
         }
     }
 }
@@ -74,10 +86,16 @@ impl<F: Future> Future for AttemptFuture<'_, F> {
             this.body.poll(cx)
         };
         if let Poll::Ready(out) = polled {
-            return Poll::Ready((Finished::Done(out), *this.pending_since));
+            let since = if *this.waited {
+                *this.pending_since
+            } else {
+                None
+            };
+            return Poll::Ready((Finished::Done(out), since));
         }
-        if this.pending_since.is_none() {
-            let now = Instant::now();
+        if !*this.waited {
+            *this.waited = true;
+            let now = this.pending_since.unwrap_or_else(Instant::now);
             let first_read = this.ctx.started.get().is_none();
             this.ctx.start_at(now);
             *this.pending_since = Some(now);
@@ -299,7 +317,9 @@ mod tests {
     /// One attempt on tokio's clock with `timeout`.
     async fn attempt<F: Future>(body: F, timeout: Duration) -> Finished<F::Output> {
         let mut ctx = CallContext::new(None, false);
-        AttemptFuture::new(body, &mut ctx, Some(timeout)).await.0
+        AttemptFuture::new(body, &mut ctx, Some(timeout), None)
+            .await
+            .0
     }
 
     async fn yield_once() -> u32 {

@@ -42,11 +42,16 @@ where
         if attempt == 1 {
             self.open_span();
         } else {
-            let now = self.ctx.now();
-            self.last_attempt_at = Some(now);
+            // A retry reads the clock at most once, here, and only to hold
+            // it to the deadline: without one, a body ready on its first
+            // poll never reads it, and one that waits reads it when it
+            // first waits (`AttemptFuture`).
             self.ended_at = None;
-            if let Some(left) = self.ctx.remaining_at(now) {
-                if left.is_zero() {
+            self.last_attempt_at = None;
+            if self.ctx.deadline.is_some() {
+                let now = self.ctx.now();
+                self.last_attempt_at = Some(now);
+                if self.ctx.deadline_at(now).is_some_and(|at| now >= at) {
                     return self.no_time_left();
                 }
             }
@@ -75,6 +80,7 @@ where
                     // Rare paths are boxed so the attempt future stays small
                     // (it is moved on every call); waiting dwarfs the allocation.
                     Box::pin(tokio::time::sleep(wait)).await;
+                    self.waited();
                 }
                 Err(retry_after) => {
                     drop(permit);
@@ -96,6 +102,7 @@ where
             if let Some(quota) = own.as_ref().or(policy.config.shared_quota.as_ref()) {
                 let admitted = Box::pin(self.admit_shared(quota)).await;
                 self.shared_quota = own;
+                self.waited();
                 if let Err(end) = admitted {
                     drop(permit);
                     return end;
@@ -109,7 +116,9 @@ where
                 Some(slot) => Some(slot),
                 None => {
                     let limit = self.ctx.deadline_at(self.ctx.now());
-                    match Box::pin(bulkhead.acquire(limit)).await {
+                    let acquired = Box::pin(bulkhead.acquire(limit)).await;
+                    self.waited();
+                    match acquired {
                         Ok(slot) => Some(slot),
                         Err(full) => {
                             drop(permit);
@@ -137,7 +146,8 @@ where
             self.open_attempt_span(attempt);
         }
         let timeout = policy.attempt_timeout(self.cut);
-        let (finished, pending_since) = AttemptFuture::new(body, &mut self.ctx, timeout).await;
+        let (finished, pending_since) =
+            AttemptFuture::new(body, &mut self.ctx, timeout, self.last_attempt_at).await;
         drop(slot);
 
         let measure = provider.breaker.measures_duration()
@@ -173,6 +183,7 @@ where
                 ControlFlow::Break(self.finish(CallOutcome::Ok, Ok(value)))
             }
             Finished::Done(Err(error)) => {
+                self.started_when_waited(pending_since);
                 let class = error.class();
                 // A provider that rate-limits is not failing: with quota
                 // learning on, its 429s pace the calls instead of opening
@@ -199,6 +210,7 @@ where
                 self.after_failure(error, class, retry_after, probe)
             }
             Finished::TimedOut => {
+                self.started_when_waited(pending_since);
                 self.timed_out = true;
                 if let Some(tracker) = &policy.latency {
                     tracker.record_timeout(self.ended_at.unwrap_or_else(Instant::now));
@@ -243,6 +255,25 @@ where
                 });
                 ControlFlow::Break(self.finish(CallOutcome::DeadlineExceeded, Err(error)))
             }
+        }
+    }
+
+    /// The attempt waited for admission after the clock was read for its
+    /// start: the body starts later, and reads the clock itself when it
+    /// first waits (its timeout counts from its start, not from before
+    /// the wait).
+    #[cold]
+    fn waited(&mut self) {
+        self.last_attempt_at = None;
+    }
+
+    /// A failed attempt whose start was not read started when its body
+    /// first waited, if it did (what a `429`'s quota learning and a dead
+    /// letter see).
+    #[inline]
+    fn started_when_waited(&mut self, pending_since: Option<Instant>) {
+        if self.last_attempt_at.is_none() {
+            self.last_attempt_at = pending_since;
         }
     }
 

@@ -60,8 +60,9 @@ pub struct Call<'p, T, E> {
     /// When the next attempt may start (after a backoff).
     next_attempt_at: Option<Instant>,
     last_error: Option<E>,
-    /// When the latest retry started (the first attempt's start is the
-    /// call's start); read only on retries, which read the clock anyway.
+    /// When the latest attempt started, if the clock was read for it: at a
+    /// retry's start when the call has a deadline, after a wait in the
+    /// recovery gate, or when the body first waited.
     last_attempt_at: Option<Instant>,
     /// When the latest attempt that waited ended, if it was measured.
     ended_at: Option<Instant>,
@@ -76,6 +77,11 @@ pub struct Call<'p, T, E> {
     /// it is known whether that attempt's late answer wins.
     keeping: bool,
     outcome: Option<CallOutcome>,
+    /// The driver makes the next attempt as soon as an attempt asks for
+    /// one (`#[resilient]`, `Policy::run`): a zero-delay retry then reads
+    /// the clock once, when it starts. A manual driver may wait between
+    /// attempts, so a first failure fixes the call's start when it ends.
+    straight_on: bool,
     /// The quota shared with other replicas, and this call's cost in it.
     #[cfg(feature = "redis")]
     shared_quota: Option<crate::shared_quota::SharedQuota>,
@@ -161,12 +167,22 @@ where
             timed_out: false,
             keeping: false,
             outcome: None,
+            straight_on: false,
             #[cfg(feature = "redis")]
             shared_quota: None,
             #[cfg(feature = "redis")]
             quota_cost: 1,
             _result: PhantomData,
         }
+    }
+
+    /// Mark the call as driven straight on: each `Continue` is followed
+    /// at once by the next attempt (see `straight_on`).
+    #[inline]
+    #[must_use]
+    pub(crate) const fn straight_on(mut self) -> Self {
+        self.straight_on = true;
+        self
     }
 
     /// Admit this call's attempts through `quota`, shared with the other
@@ -322,11 +338,18 @@ where
         self.ctx.started.get()
     }
 
-    /// When the latest attempt started, if the clock was read (a retry
-    /// always reads it; a first attempt is the call's start).
+    /// When the latest attempt started, if the clock was read for it: a
+    /// retry reads it at its start when the call has a deadline, any
+    /// attempt when its body first waits; an attempt ready on its first
+    /// poll may not read it at all (then `None`). The first attempt's
+    /// start is the call's.
     #[must_use]
     pub fn last_attempt_at(&self) -> Option<Instant> {
-        self.last_attempt_at.or_else(|| self.ctx.started.get())
+        if self.ctx.attempt.get() > 1 {
+            self.last_attempt_at
+        } else {
+            self.last_attempt_at.or_else(|| self.ctx.started.get())
+        }
     }
 
     /// The call's correlation id: the caller's (see

@@ -55,9 +55,23 @@ where
         if let Some(wait) = retry_after {
             delay = delay.max(wait);
         }
-        let now = self.ctx.now();
-        if let Some(left) = self.ctx.remaining_at(now) {
-            if delay >= left {
+        // A delay is scheduled from the attempt's end (read once: the end
+        // of a measured attempt is reused). A zero delay needs no clock when
+        // the driver goes straight on: the next attempt holds itself to the
+        // deadline when it starts. A driver that may wait first has the
+        // call's start fixed now, so that its wait counts.
+        let now = if !delay.is_zero() {
+            Some(self.ended_at.unwrap_or_else(|| self.ctx.now()))
+        } else if !self.straight_on
+            && self.ctx.deadline.is_some()
+            && self.ctx.started.get().is_none()
+        {
+            Some(self.ctx.now())
+        } else {
+            None
+        };
+        if let Some((now, at)) = now.and_then(|now| Some((now, self.ctx.deadline_at(now)?))) {
+            if crate::clock::later(now, delay) >= at {
                 tracing::debug!(
                     provider = &**policy.provider.name(),
                     attempt,
@@ -106,7 +120,7 @@ where
         });
         self.previous_delay = delay;
         self.last_error = Some(error);
-        if !delay.is_zero() {
+        if let Some(now) = now.filter(|_| !delay.is_zero()) {
             self.next_attempt_at = Some(crate::clock::later(now, delay));
         }
         ControlFlow::Continue(())
