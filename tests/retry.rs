@@ -334,3 +334,42 @@ async fn retry_off_makes_one_attempt() {
         .unwrap_err();
     assert_eq!(provider.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_or_else_falls_back_after_the_retries_only() {
+    // Three attempts fail: the fallback answers, once, with the last error.
+    let p = policy("run-or-else", constant_retry(3, ms(10)));
+    let provider = Provider::default();
+    let mut seen = Vec::new();
+    let answer = p
+        .run_or_else(
+            || {
+                let provider = provider.clone();
+                async move {
+                    provider.hit();
+                    Err::<u32, _>(ProviderError::Unavailable)
+                }
+            },
+            |error| {
+                seen.push(error);
+                async { Ok(99) }
+            },
+        )
+        .await;
+    assert_eq!(answer.unwrap(), 99);
+    assert_eq!(
+        provider.calls(),
+        3,
+        "the fallback comes after every attempt"
+    );
+    assert_eq!(seen, vec![ProviderError::Unavailable]);
+
+    // A success never reaches the fallback.
+    let answer = p
+        .run_or_else(
+            || async { Ok::<u32, ProviderError>(1) },
+            |_| async { panic!("no fallback for a success") },
+        )
+        .await;
+    assert_eq!(answer.unwrap(), 1);
+}

@@ -272,6 +272,49 @@ impl Policy {
         drive(self.call::<T, E>(), operation).await
     }
 
+    /// Run `operation` as [`run`](Self::run) does and, if the call fails
+    /// (after its retries, or refused), answer with `fallback(error)`
+    /// instead: what `#[resilient(fallback = f)]` does. The fallback runs
+    /// outside the policy (no timeout, retry or breaker of its own), once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use buttress::{Error, Policy};
+    /// use buttress::retry::RetryConfig;
+    ///
+    /// let policy = Policy::builder("doc-fallback")
+    ///     .retry(RetryConfig::off())
+    ///     .build()
+    ///     .unwrap();
+    /// let price: Result<f64, Error> = policy
+    ///     .run_or_else(
+    ///         || async {
+    ///             Err(Error::Throttled { provider: "quotes".into() })
+    ///         },
+    ///         |_error| async { Ok(41.5) }, // the last known price
+    ///     )
+    ///     .await;
+    /// assert_eq!(price.unwrap(), 41.5);
+    /// # }
+    /// ```
+    pub async fn run_or_else<T, E, F, Fut, G, GFut>(
+        &self,
+        operation: F,
+        fallback: G,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+        G: FnOnce(E) -> GFut,
+        GFut: Future<Output = Result<T, E>>,
+    {
+        match self.run(operation).await {
+            Ok(value) => Ok(value),
+            Err(error) => fallback(error).await,
+        }
+    }
+
     /// Run `operation` at most once per `key` across every caller sharing
     /// `store`: a completed key replays its stored result, a key in flight
     /// elsewhere answers [`Error::InFlight`], a key reused with another
