@@ -819,8 +819,11 @@ const UNKNOWN_OUTCOMES: [&str; 3] = [
 #[tokio::test]
 async fn a_call_that_is_not_idempotent_is_not_retried_after_500_502_or_504() {
     for head in UNKNOWN_OUTCOMES {
-        let mut server =
-            Server::start(vec![response(head, "maybe"), response("HTTP/1.1 200 OK", "ok")]).await;
+        let mut server = Server::start(vec![
+            response(head, "maybe"),
+            response("HTTP/1.1 200 OK", "ok"),
+        ])
+        .await;
 
         let error = create_not_idempotent(&client(), &server.url)
             .await
@@ -829,15 +832,22 @@ async fn a_call_that_is_not_idempotent_is_not_retried_after_500_502_or_504() {
             panic!("{head}: expected the provider's status, got {error:?}");
         };
         assert_eq!(error.class(), OutcomeUnknown, "{head}");
-        assert_eq!(received(&mut server).len(), 1, "{head}: sent once, not retried");
+        assert_eq!(
+            received(&mut server).len(),
+            1,
+            "{head}: sent once, not retried"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_idempotent_call_is_retried_after_500_502_or_504_with_the_same_key() {
     for head in UNKNOWN_OUTCOMES {
-        let mut server =
-            Server::start(vec![response(head, "maybe"), response("HTTP/1.1 200 OK", "ok")]).await;
+        let mut server = Server::start(vec![
+            response(head, "maybe"),
+            response("HTTP/1.1 200 OK", "ok"),
+        ])
+        .await;
 
         let answer = create_keyed(&client(), &server.url).await;
         assert_eq!(answer.unwrap(), "ok", "{head}");

@@ -92,7 +92,12 @@ impl Middleware for Resilience {
     ) -> reqwest_middleware::Result<Response> {
         let mut call = self.policy.call::<Response, Failure>();
         let key = idempotency_key(req.headers());
-        let idempotent = decide(extensions, call.is_idempotent(), req.method(), key.is_some());
+        let idempotent = decide(
+            extensions,
+            call.is_idempotent(),
+            req.method(),
+            key.is_some(),
+        );
         call.set_idempotent(idempotent);
         if let Some(key) = key {
             call.set_key(key);
@@ -148,13 +153,13 @@ impl Middleware for Resilience {
             Err(Failure::Local(error)) => Err(reqwest_middleware::Error::Middleware(
                 anyhow::Error::new(error),
             )),
-            Err(Failure::NotResendable) => Err(reqwest_middleware::Error::Middleware(
-                anyhow::anyhow!(
+            Err(Failure::NotResendable) => {
+                Err(reqwest_middleware::Error::Middleware(anyhow::anyhow!(
                     "buttress: the request's body is a stream and was already sent once, so it \
                      cannot be retried; give the request a buffered body (bytes, a string, JSON) \
                      to let it be retried"
-                ),
-            )),
+                )))
+            }
         }
     }
 }
