@@ -52,6 +52,12 @@
 //! `#[resilient]` function does. The policy's telemetry (a span per call
 //! and per attempt, the metrics) comes with it.
 //!
+//! A request that meets an open breaker or a provider-wide `Retry-After`
+//! pause waits for recovery inside its deadline, sending nothing, when the
+//! policy's recovery says so (the default); it is refused at once when the
+//! pause cannot end before its deadline, or with
+//! `RecoveryConfig::fail_fast()`.
+//!
 //! The per-attempt timeout covers the rest of the middleware stack and
 //! reqwest until the response's head arrives; reading the body happens
 //! later, in the caller, so bound it with reqwest's own `timeout`.
@@ -97,6 +103,28 @@
 //!   `Throttled`), `DeadlineExceeded`, or `Timeout` (the last attempt's
 //!   per-attempt timeout). Get it with [`buttress_error`], or
 //!   `anyhow::Error::downcast_ref::<buttress_core::Error>()`.
+//!
+//! ```no_run
+//! use buttress_reqwest_middleware::buttress_error;
+//!
+//! async fn route(client: &reqwest_middleware::ClientWithMiddleware) -> Option<String> {
+//!     match client.get("https://maps.example.com/v1/route").send().await {
+//!         Ok(response) if response.status().is_success() => response.text().await.ok(),
+//!         Ok(response) => {
+//!             eprintln!("the provider said {}", response.status());
+//!             None
+//!         }
+//!         Err(error) => {
+//!             match buttress_error(&error) {
+//!                 Some(refused) if refused.is_rejection() => eprintln!("not sent: {refused}"),
+//!                 Some(ended) => eprintln!("given up: {ended}"),
+//!                 None => eprintln!("transport: {error}"),
+//!             }
+//!             None
+//!         }
+//!     }
+//! }
+//! ```
 //!
 //! # Bodies that cannot be sent twice
 //!
