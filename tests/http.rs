@@ -54,11 +54,13 @@ fn every_status_has_its_class() {
         (451, Permanent),
         (499, Permanent),
         // Server errors.
-        (500, Transient),
+        // The provider may have acted before failing: retried only when
+        // the call is idempotent.
+        (500, OutcomeUnknown),
         (501, Permanent),
-        (502, Transient),
+        (502, OutcomeUnknown),
         (503, Transient),
-        (504, Transient),
+        (504, OutcomeUnknown),
         (505, Permanent),
         (507, Permanent),
         (511, Permanent),
@@ -81,6 +83,19 @@ fn exactly_the_documented_statuses_are_retryable() {
                 .unwrap()
                 .class()
                 .is_retryable(false)
+        })
+        .collect();
+    assert_eq!(retryable, [408, 425, 429, 503]);
+}
+
+#[test]
+fn idempotent_calls_also_retry_the_statuses_of_an_unknown_outcome() {
+    let retryable: Vec<u16> = (100..=999)
+        .filter(|&code| {
+            StatusCode::from_u16(code)
+                .unwrap()
+                .class()
+                .is_retryable(true)
         })
         .collect();
     assert_eq!(retryable, [408, 425, 429, 500, 502, 503, 504]);
@@ -705,7 +720,7 @@ async fn error_for_status_reads_at_most_a_kibibyte() {
 
     let response = client().get(&server.url).send().await.unwrap();
     let error = error_for_status(response).await.unwrap_err();
-    assert_eq!(error.class(), Transient);
+    assert_eq!(error.class(), OutcomeUnknown);
     assert_eq!(error.body().len(), 1024);
 }
 
@@ -778,6 +793,70 @@ async fn create_unkeyed(client: &reqwest::Client, url: &str) -> Result<String, A
     let request = with_current_idempotency_key(client.post(url));
     let response = error_for_status(request.send().await?).await?;
     Ok(response.text().await?)
+}
+
+#[resilient(
+    provider = "http-test-not-idempotent",
+    timeout = "5s",
+    retry(max_attempts = 3, backoff = constant("0s"))
+)]
+async fn create_not_idempotent(client: &reqwest::Client, url: &str) -> Result<String, ApiError> {
+    let response = error_for_status(client.post(url).send().await?).await?;
+    Ok(response.text().await?)
+}
+
+/// Every request head the server has received so far, without waiting.
+fn received(server: &mut Server) -> Vec<String> {
+    std::iter::from_fn(|| server.requests.try_recv().ok()).collect()
+}
+
+const UNKNOWN_OUTCOMES: [&str; 3] = [
+    "HTTP/1.1 500 Internal Server Error",
+    "HTTP/1.1 502 Bad Gateway",
+    "HTTP/1.1 504 Gateway Timeout",
+];
+
+#[tokio::test]
+async fn a_call_that_is_not_idempotent_is_not_retried_after_500_502_or_504() {
+    for head in UNKNOWN_OUTCOMES {
+        let mut server = Server::start(vec![
+            response(head, "maybe"),
+            response("HTTP/1.1 200 OK", "ok"),
+        ])
+        .await;
+
+        let error = create_not_idempotent(&client(), &server.url)
+            .await
+            .unwrap_err();
+        let ApiError::Status(error) = error else {
+            panic!("{head}: expected the provider's status, got {error:?}");
+        };
+        assert_eq!(error.class(), OutcomeUnknown, "{head}");
+        assert_eq!(
+            received(&mut server).len(),
+            1,
+            "{head}: sent once, not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_call_is_retried_after_500_502_or_504_with_the_same_key() {
+    for head in UNKNOWN_OUTCOMES {
+        let mut server = Server::start(vec![
+            response(head, "maybe"),
+            response("HTTP/1.1 200 OK", "ok"),
+        ])
+        .await;
+
+        let answer = create_keyed(&client(), &server.url).await;
+        assert_eq!(answer.unwrap(), "ok", "{head}");
+        let requests = received(&mut server);
+        assert_eq!(requests.len(), 2, "{head}: retried once");
+        for request in &requests {
+            assert_eq!(header(request, "Idempotency-Key"), Some("k-1"), "{head}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -372,4 +372,66 @@ async fn run_or_else_falls_back_after_the_retries_only() {
         )
         .await;
     assert_eq!(answer.unwrap(), 1);
+
+/// Drives one call by hand, failing every attempt with `error`; `set_up`
+/// adjusts the call before its first attempt.
+async fn drive_by_hand(
+    policy: &Policy,
+    provider: &Provider,
+    error: ProviderError,
+    set_up: impl FnOnce(&mut buttress::Call<'_, u32, ProviderError>),
+) -> Result<u32, ProviderError> {
+    let mut call = policy.call::<u32, ProviderError>();
+    set_up(&mut call);
+    loop {
+        let attempt = call.attempt(async {
+            provider.hit();
+            Err(error.clone())
+        });
+        if let std::ops::ControlFlow::Break(result) = attempt.await {
+            return result;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_can_be_made_idempotent_or_not_whatever_the_policy() {
+    let not_idempotent = policy("retry-call-idempotent-1", constant_retry(3, ms(10)));
+    let provider = Provider::default();
+    drive_by_hand(&not_idempotent, &provider, ProviderError::Lost, |call| {
+        assert!(!call.is_idempotent());
+        call.set_idempotent(true);
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(provider.calls(), 3, "made idempotent: retried");
+
+    let idempotent = Policy::builder("retry-call-idempotent-2")
+        .retry(constant_retry(3, ms(10)))
+        .no_breaker()
+        .idempotent(true)
+        .build_in(registry())
+        .unwrap();
+    let provider = Provider::default();
+    drive_by_hand(&idempotent, &provider, ProviderError::Lost, |call| {
+        assert!(call.is_idempotent());
+        call.set_idempotent(false);
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(provider.calls(), 1, "made not idempotent: not retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_can_lower_its_attempts_but_not_raise_them() {
+    let p = policy("retry-call-limit", constant_retry(3, ms(10)));
+    for (limit, expected) in [(0, 1), (1, 1), (2, 2), (3, 3), (10, 3)] {
+        let provider = Provider::default();
+        drive_by_hand(&p, &provider, ProviderError::Unavailable, |call| {
+            call.limit_attempts(limit);
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(provider.calls(), expected, "limit {limit}");
+    }
 }

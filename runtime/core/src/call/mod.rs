@@ -82,6 +82,9 @@ pub struct Call<'p, T, E> {
     /// the clock once, when it starts. A manual driver may wait between
     /// attempts, so a first failure fixes the call's start when it ends.
     straight_on: bool,
+    /// This call's own cap on its attempts (see [`Call::limit_attempts`]):
+    /// `u32::MAX` leaves the policy's `max_attempts`.
+    attempt_limit: u32,
     /// The quota shared with other replicas, and this call's cost in it.
     #[cfg(feature = "redis")]
     shared_quota: Option<crate::shared_quota::SharedQuota>,
@@ -168,6 +171,7 @@ where
             keeping: false,
             outcome: None,
             straight_on: false,
+            attempt_limit: u32::MAX,
             #[cfg(feature = "redis")]
             shared_quota: None,
             #[cfg(feature = "redis")]
@@ -255,6 +259,35 @@ where
     /// Set the call's idempotency key (see [`Call::with_key`]).
     pub fn set_key(&mut self, key: impl Into<Arc<str>>) {
         self.ctx.key = std::cell::OnceCell::from(key.into());
+    }
+
+    /// Say whether this call is safe to repeat, whatever the policy says:
+    /// an idempotent call retries `OutcomeUnknown` errors (a timeout after
+    /// sending, a 500, 502 or 504), one that is not returns them at once.
+    /// Middleware that sees each request uses it (a `GET`, or a `POST`
+    /// carrying an `Idempotency-Key`, is idempotent; a bare `POST` is not)
+    /// while every request shares the provider's policy.
+    ///
+    /// Set it before the first attempt: an idempotent call without a key
+    /// gets a generated one (see [`Call::key`]).
+    pub fn set_idempotent(&mut self, idempotent: bool) {
+        self.ctx.idempotent = idempotent;
+    }
+
+    /// Whether this call retries `OutcomeUnknown` errors: the policy's
+    /// `idempotent`, unless [`Call::set_idempotent`] said otherwise.
+    #[must_use]
+    pub fn is_idempotent(&self) -> bool {
+        self.ctx.idempotent
+    }
+
+    /// Make at most `max` attempts in this call, fewer than the policy's
+    /// `max_attempts` if `max` is lower (it never raises the policy's).
+    /// `1` means no retry: for a request that cannot be sent twice (a
+    /// streaming body), say. A `max` of 0 is taken as 1: the first attempt
+    /// is always made.
+    pub fn limit_attempts(&mut self, max: u32) {
+        self.attempt_limit = max.max(1);
     }
 
     /// The call's idempotency key, generating one for an idempotent call.

@@ -43,7 +43,7 @@ where
         if !class.is_retryable(self.ctx.idempotent) {
             return ControlFlow::Break(self.finish(CallOutcome::NotRetryable(class), Err(error)));
         }
-        if attempt >= retry.max_attempts {
+        if attempt >= retry.max_attempts.min(self.attempt_limit) {
             return ControlFlow::Break(self.finish(CallOutcome::AttemptsExhausted, Err(error)));
         }
         let _in_call = self.ctx.span.clone();

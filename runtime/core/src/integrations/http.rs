@@ -43,7 +43,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 const fn class_of(status: u16) -> ErrorClass {
     match status {
         429 => ErrorClass::RateLimited,
-        408 | 425 | 500 | 502 | 503 | 504 => ErrorClass::Transient,
+        408 | 425 | 503 => ErrorClass::Transient,
+        500 | 502 | 504 => ErrorClass::OutcomeUnknown,
         _ => ErrorClass::Permanent,
     }
 }
@@ -55,22 +56,21 @@ const fn class_of(status: u16) -> ErrorClass {
 /// | 429 Too Many Requests | `RateLimited` | the provider asks us to slow down (pair it with [`retry_after`]) |
 /// | 408 Request Timeout | `Transient` | the server gave up waiting for the request before acting on it |
 /// | 425 Too Early | `Transient` | the server refused to process a replayable early-data request |
-/// | 500 Internal Server Error | `Transient` | usually a crash or a bad deploy that a retry on another instance survives |
-/// | 502 Bad Gateway | `Transient` | a proxy could not reach a healthy upstream |
 /// | 503 Service Unavailable | `Transient` | overloaded or in maintenance, the canonical "try again" |
-/// | 504 Gateway Timeout | `Transient` | a proxy timed out waiting for the upstream |
+/// | 500 Internal Server Error | `OutcomeUnknown` | a crash that may have happened after the provider acted (while writing the response) |
+/// | 502 Bad Gateway | `OutcomeUnknown` | a proxy lost its upstream, possibly after forwarding the request |
+/// | 504 Gateway Timeout | `OutcomeUnknown` | a proxy stopped waiting; the upstream may still have acted |
 /// | 501 and every other 4xx/5xx | `Permanent` | the request itself is wrong (validation, auth, not found, not implemented); resending it cannot help |
 /// | 1xx, 2xx, 3xx | `Permanent` | not errors; only error statuses are meant to be classified |
 ///
-/// This follows the common contract of HTTP clients and providers' retry
-/// guides. It is optimistic about two statuses: a 500 may be raised after
-/// the provider already acted (the crash happened while writing the
-/// response), and a 504 only says the gateway stopped waiting, not that the
-/// upstream did nothing. If your provider's 500s or 504s can mean "maybe
-/// processed" and the call is not idempotent, classify them by hand as
-/// `OutcomeUnknown` in your own error type (match on the status before
-/// delegating), or make the call idempotent with a provider-side key so a
-/// retry is harmless.
+/// `Transient` statuses say the provider did nothing, so they are retried
+/// for any call. A 500, 502 or 504 does not say that: the provider (or the
+/// upstream behind a gateway) may have acted before the failure, so
+/// retrying a charge on a 504 can charge twice. They are retried only for
+/// idempotent calls: mark the call `idempotent` and send a provider-side
+/// key (`Idempotency-Key`) so that a retry is harmless. If you know your
+/// provider answers 500 only before acting, classify it as `Transient` in
+/// your own error type (match on the status before delegating).
 ///
 /// ```
 /// use buttress::{Classify, ErrorClass};
@@ -78,6 +78,8 @@ const fn class_of(status: u16) -> ErrorClass {
 ///
 /// assert_eq!(StatusCode::SERVICE_UNAVAILABLE.class(), ErrorClass::Transient);
 /// assert_eq!(StatusCode::TOO_MANY_REQUESTS.class(), ErrorClass::RateLimited);
+/// assert_eq!(StatusCode::GATEWAY_TIMEOUT.class(), ErrorClass::OutcomeUnknown);
+/// assert!(!StatusCode::GATEWAY_TIMEOUT.class().is_retryable(false));
 /// assert_eq!(StatusCode::NOT_IMPLEMENTED.class(), ErrorClass::Permanent);
 /// assert_eq!(StatusCode::NOT_FOUND.class(), ErrorClass::Permanent);
 /// ```
