@@ -372,6 +372,7 @@ async fn run_or_else_falls_back_after_the_retries_only() {
         )
         .await;
     assert_eq!(answer.unwrap(), 1);
+}
 
 /// Drives one call by hand, failing every attempt with `error`; `set_up`
 /// adjusts the call before its first attempt.
