@@ -182,6 +182,48 @@ fn webhooks_builds_as_a_fresh_crate() {
     }
 }
 
+#[test]
+fn middleware_builds_as_a_fresh_crate() {
+    if let Err(errors) = build_chapter("middleware.md") {
+        panic!("\"Middleware: reqwest\" does not build with the dependencies it lists:\n{errors}");
+    }
+}
+
+/// The chapters built above: a chapter that starts listing its
+/// `[dependencies]` must be added to them.
+const BUILT: &[&str] = &[
+    "getting-started.md",
+    "configuration.md",
+    "http-clients.md",
+    "webhooks.md",
+    "middleware.md",
+];
+
+#[test]
+fn every_chapter_that_lists_dependencies_is_built() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the book's sources") {
+        let path = entry.expect("a book file").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if name.ends_with(".md")
+            && text.contains("[dependencies]")
+            && !BUILT.contains(&name.as_str())
+        {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "chapters listing [dependencies] with no fresh-crate test: {missing:?}"
+    );
+}
+
 /// The extraction itself: hidden lines are code, a fragment gets a main.
 #[test]
 fn snippets_become_programs_as_rustdoc_makes_them() {

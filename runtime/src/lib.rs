@@ -17,6 +17,7 @@
 //! | `postgres` | `buttress-postgres` | `idempotency::PostgresStore`, `dlq::PostgresSink` |
 //! | `webhook` | `buttress-webhook` | `webhook`: verified, deduplicated inbound webhooks |
 //! | `axum` | `buttress-webhook` | `webhook::axum`: the extractor |
+//! | `reqwest-middleware` | `buttress-reqwest-middleware` | `reqwest_middleware::Resilience`: every request of a `ClientWithMiddleware` as one resilient call |
 //!
 //! See the core's documentation, re-exported below, for everything else.
 #![deny(missing_docs)]
@@ -56,6 +57,10 @@ pub mod dlq {
 #[doc(inline)]
 pub use buttress_webhook as webhook;
 
+#[cfg(feature = "reqwest-middleware")]
+#[doc(inline)]
+pub use buttress_reqwest_middleware as reqwest_middleware;
+
 /// The book's chapters, compiled and run as doctests so no example can rot.
 #[cfg(doctest)]
 mod book {
@@ -77,6 +82,9 @@ mod book {
     #[cfg(all(feature = "http", feature = "reqwest"))]
     #[doc = include_str!("../../book/src/http-clients.md")]
     struct HttpClients;
+    #[cfg(feature = "reqwest-middleware")]
+    #[doc = include_str!("../../book/src/middleware.md")]
+    struct Middleware;
     #[cfg(feature = "metrics")]
     #[doc = include_str!("../../book/src/observability.md")]
     struct Observability;

@@ -78,7 +78,7 @@ where
     R: IsResult,
     R::Err: ResilientError,
 {
-    site.call().map(Call::straight_on)
+    site.call()
 }
 
 /// Like [`begin`], for return types that cannot be named (`impl Trait`).
@@ -90,7 +90,7 @@ pub fn begin_inferred<T, E>(site: &'static Site) -> Result<Call<'static, T, E>, 
 where
     E: ResilientError,
 {
-    site.call().map(Call::straight_on)
+    site.call()
 }
 
 /// Start a logical call under a policy given as an expression
@@ -101,7 +101,7 @@ where
     R: IsResult,
     R::Err: ResilientError,
 {
-    policy.call().straight_on()
+    policy.call_straight_on()
 }
 
 /// Like [`begin_with`], for return types that cannot be named.
@@ -110,7 +110,7 @@ pub fn begin_with_inferred<T, E>(policy: &Policy) -> Call<'_, T, E>
 where
     E: ResilientError,
 {
-    policy.call().straight_on()
+    policy.call_straight_on()
 }
 
 /// An idempotency key from any `Display` value.

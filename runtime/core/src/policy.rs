@@ -253,6 +253,16 @@ impl Policy {
         Call::new(&self.inner)
     }
 
+    /// A call whose driver makes each next attempt as soon as it is asked
+    /// for (`Policy::run`, `#[resilient(policy = EXPR)]`).
+    #[inline]
+    pub(crate) fn call_straight_on<T, E>(&self) -> Call<'_, T, E>
+    where
+        E: Classify + From<Error>,
+    {
+        Call::new_straight_on(&self.inner)
+    }
+
     /// Run `operation` under this policy: each attempt calls it afresh.
     ///
     /// ```
@@ -269,7 +279,7 @@ impl Policy {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error>,
     {
-        drive(self.call::<T, E>(), operation).await
+        drive(self.call_straight_on::<T, E>(), operation).await
     }
 
     /// Run `operation` as [`run`](Self::run) does and, if the call fails
@@ -356,7 +366,7 @@ impl Policy {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error>,
     {
-        let mut call = self.call::<T, E>().with_key(key);
+        let mut call = self.call_straight_on::<T, E>().with_key(key);
         call.ctx_mut().idempotent = true;
         let dedup = match call.claim(store, options).await {
             ControlFlow::Continue(dedup) => dedup,
@@ -370,13 +380,12 @@ impl Policy {
 
 /// The attempt loop over a closure: each attempt builds its body after the
 /// backoff.
-async fn drive<T, E, F, Fut>(call: Call<'_, T, E>, mut operation: F) -> Result<T, E>
+async fn drive<T, E, F, Fut>(mut call: Call<'_, T, E>, mut operation: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error>,
 {
-    let mut call = call.straight_on();
     // An attempt cut by its timeout stays here while the retries run, when
     // the policy hedges (see `Call::attempt_keeping`).
     let mut kept = std::pin::pin!(None);

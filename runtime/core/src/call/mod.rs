@@ -119,6 +119,9 @@ where
 {
     /// A call that holds its policy: the policy lives as long as the call,
     /// even if its call site moves on to another one meanwhile.
+    ///
+    /// Such calls are driven straight on (a `#[resilient]` call site's:
+    /// see `straight_on`).
     #[inline]
     pub(crate) fn holding(policy: Arc<PolicyInner>) -> Self {
         // SAFETY: the reference points into the `Arc`'s allocation, which
@@ -129,7 +132,7 @@ where
         // elsewhere or moved into spawned tasks), and no method hands out a
         // reference with the call's lifetime parameter.
         let borrowed: &'static PolicyInner = unsafe { &*Arc::as_ptr(&policy) };
-        Self::with_owner(borrowed, Some(policy))
+        Self::with_owner(borrowed, Some(policy), true)
     }
 }
 
@@ -138,7 +141,13 @@ where
     E: Classify + From<Error>,
 {
     pub(crate) const fn new(policy: &'p PolicyInner) -> Self {
-        Self::with_owner(policy, None)
+        Self::with_owner(policy, None, false)
+    }
+
+    /// A call driven straight on (see `straight_on`): `Policy::run`'s and
+    /// a `#[resilient(policy = EXPR)]` call site's.
+    pub(crate) const fn new_straight_on(policy: &'p PolicyInner) -> Self {
+        Self::with_owner(policy, None, true)
     }
 
     /// The policy the call runs under (for the models).
@@ -156,7 +165,11 @@ where
     }
 
     #[inline(always)]
-    const fn with_owner(policy: &'p PolicyInner, owner: Option<Arc<PolicyInner>>) -> Self {
+    const fn with_owner(
+        policy: &'p PolicyInner,
+        owner: Option<Arc<PolicyInner>>,
+        straight_on: bool,
+    ) -> Self {
         Self {
             policy,
             _owner: owner,
@@ -170,7 +183,7 @@ where
             timed_out: false,
             keeping: false,
             outcome: None,
-            straight_on: false,
+            straight_on,
             attempt_limit: u32::MAX,
             #[cfg(feature = "redis")]
             shared_quota: None,
@@ -178,15 +191,6 @@ where
             quota_cost: 1,
             _result: PhantomData,
         }
-    }
-
-    /// Mark the call as driven straight on: each `Continue` is followed
-    /// at once by the next attempt (see `straight_on`).
-    #[inline]
-    #[must_use]
-    pub(crate) const fn straight_on(mut self) -> Self {
-        self.straight_on = true;
-        self
     }
 
     /// Admit this call's attempts through `quota`, shared with the other

@@ -48,10 +48,11 @@ where
         }
         let _in_call = self.ctx.span.clone();
         let _in_call = _in_call.enter();
-        let mut delay =
-            retry
-                .backoff
-                .delay(retry.jitter, attempt, self.previous_delay, &policy.rng);
+        let mut delay = match retry.backoff {
+            // No backoff: nothing to compute or draw.
+            crate::retry::Backoff::Constant(d) if d.is_zero() => d,
+            backoff => backoff.delay(retry.jitter, attempt, self.previous_delay, &policy.rng),
+        };
         if let Some(wait) = retry_after {
             delay = delay.max(wait);
         }
