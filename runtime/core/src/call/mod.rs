@@ -257,6 +257,20 @@ where
         self.ctx.key = std::cell::OnceCell::from(key.into());
     }
 
+    /// Mark this call safe (or not) to repeat, whatever its policy says:
+    /// an idempotent call retries its `OutcomeUnknown` errors. For callers
+    /// that learn it per request (an HTTP method, an `Idempotency-Key`
+    /// header), before the first attempt.
+    pub fn set_idempotent(&mut self, idempotent: bool) {
+        self.ctx.idempotent = idempotent;
+    }
+
+    /// Whether the call is treated as safe to repeat.
+    #[must_use]
+    pub const fn is_idempotent(&self) -> bool {
+        self.ctx.idempotent
+    }
+
     /// The call's idempotency key, generating one for an idempotent call.
     #[must_use]
     pub fn key(&self) -> Option<&Arc<str>> {
