@@ -9,13 +9,14 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::sync::Arc;
+//! use std::time::Duration;
 //! use buttress_core::Policy;
-//! use buttress_core::retry::RetryConfig;
-//! use buttress_tower::{ResilienceLayer, ByError};
+//! use buttress_core::retry::{Backoff, RetryConfig};
+//! use buttress_tower::{ByError, ResilienceLayer};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! let policy = Policy::builder("crate-doc")
-//!     .retry(RetryConfig::new().with_max_attempts(3).with_backoff(buttress_core::retry::Backoff::None))
+//!     .retry(RetryConfig::new().with_max_attempts(3).with_backoff(Backoff::constant(Duration::ZERO)))
 //!     .build()
 //!     .unwrap();
 //! let calls = Arc::new(AtomicU32::new(0));
