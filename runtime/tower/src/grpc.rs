@@ -24,7 +24,8 @@ pub const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 /// returns as an error) reads as `UNKNOWN`.
 #[must_use]
 pub fn classify_status(status: &tonic::Status) -> Failure {
-    let class = class_of_code(status.code() as i32).unwrap_or(buttress_core::ErrorClass::OutcomeUnknown);
+    let class =
+        class_of_code(status.code() as i32).unwrap_or(buttress_core::ErrorClass::OutcomeUnknown);
     Failure::new(class).with_retry_after(retry_delay(status.details()))
 }
 
@@ -166,7 +167,10 @@ impl http_body::Body for Replayed {
     }
 
     fn is_end_stream(&self) -> bool {
-        let recording = self.recording.lock().unwrap_or_else(PoisonError::into_inner);
+        let recording = self
+            .recording
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         recording.source.is_none() && self.position >= recording.frames.len() && !recording.broken
     }
 

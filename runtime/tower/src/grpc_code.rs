@@ -213,7 +213,11 @@ mod tests {
         assert_eq!(class_of_code(14), Some(ErrorClass::Transient));
         assert_eq!(class_of_code(8), Some(ErrorClass::RateLimited));
         for code in [1, 2, 4, 10, 13, 99, -1] {
-            assert_eq!(class_of_code(code), Some(ErrorClass::OutcomeUnknown), "{code}");
+            assert_eq!(
+                class_of_code(code),
+                Some(ErrorClass::OutcomeUnknown),
+                "{code}"
+            );
         }
         for code in [3, 5, 6, 7, 9, 11, 12, 15, 16] {
             assert_eq!(class_of_code(code), Some(ErrorClass::Permanent), "{code}");

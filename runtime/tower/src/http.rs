@@ -151,8 +151,7 @@ impl<B> ResponseClass for Response<B> {
         }
         let status = self.status();
         (status.is_client_error() || status.is_server_error()).then(|| {
-            Failure::new(status.class())
-                .with_retry_after(buttress_core::http::retry_after(headers))
+            Failure::new(status.class()).with_retry_after(buttress_core::http::retry_after(headers))
         })
     }
 }

@@ -99,8 +99,15 @@ mod layer;
 mod replay;
 mod service;
 
-pub use classify::{classify_error_chain, ByError, ClassifyResponse, Failure, ResponseClass, Standard};
+pub use classify::{
+    classify_error_chain, ByError, ClassifyResponse, Failure, ResponseClass, Standard,
+};
 pub use error::Error;
 pub use layer::{Readiness, ResilienceLayer};
 pub use replay::{Idempotent, Replay};
 pub use service::{Resilience, ResponseFuture, RECHECK};
+
+/// The book's chapter on this crate, compiled as a doctest.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../../../book/src/tower.md")]
+pub struct BookChapter;

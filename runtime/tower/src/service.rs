@@ -204,7 +204,8 @@ where
     C: ClassifyResponse<S::Response, S::Error>,
     Req: Replay,
 {
-    let mut call = policy.call::<Result<S::Response, S::Error>, AttemptError<S::Response, S::Error>>();
+    let mut call =
+        policy.call::<Result<S::Response, S::Error>, AttemptError<S::Response, S::Error>>();
     if request.is_idempotent() {
         call.set_idempotent(true);
     }
@@ -269,10 +270,16 @@ where
         }
     };
     match result {
-        Ok(Ok(response)) | Err(AttemptError::Failed { outcome: Ok(response), .. }) => Ok(response),
-        Ok(Err(error)) | Err(AttemptError::Failed { outcome: Err(error), .. }) => {
-            Err(Error::Inner(error))
-        }
+        Ok(Ok(response))
+        | Err(AttemptError::Failed {
+            outcome: Ok(response),
+            ..
+        }) => Ok(response),
+        Ok(Err(error))
+        | Err(AttemptError::Failed {
+            outcome: Err(error),
+            ..
+        }) => Err(Error::Inner(error)),
         Err(AttemptError::Local(error)) => Err(Error::Resilience(error)),
     }
 }

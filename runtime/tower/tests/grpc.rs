@@ -33,7 +33,10 @@ fn policy(provider: &'static str) -> Policy {
         .unwrap()
 }
 
-async fn client(greeter: &Greeter, provider: &'static str) -> GreeterClient<buttress_tower::Resilience<Channel, buttress_tower::Standard>> {
+async fn client(
+    greeter: &Greeter,
+    provider: &'static str,
+) -> GreeterClient<buttress_tower::Resilience<Channel, buttress_tower::Standard>> {
     let addr = greeter.clone().serve().await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -68,7 +71,11 @@ async fn invalid_argument_is_not_retried() {
     let mut client = client(&greeter, "grpc-invalid").await;
     let status = client.say_hello(hello("?")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(status.message(), "bad name", "the server's own status reaches the caller");
+    assert_eq!(
+        status.message(),
+        "bad name",
+        "the server's own status reaches the caller"
+    );
     assert_eq!(greeter.calls(), 1);
 }
 
@@ -81,7 +88,10 @@ async fn resource_exhausted_is_paced_by_retry_info() {
     let seen = greeter.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     let gap = seen[1].at - seen[0].at;
-    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}, not after the 2s asked");
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?}, not after the 2s asked"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -90,20 +100,32 @@ async fn an_unknown_outcome_is_retried_only_for_a_request_marked_idempotent() {
     let mut client = client(&greeter, "grpc-internal").await;
     let status = client.say_hello(hello("bob")).await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
-    assert_eq!(greeter.calls(), 1, "a POST without the marker is not repeated");
+    assert_eq!(
+        greeter.calls(),
+        1,
+        "a POST without the marker is not repeated"
+    );
 
     let mut request = hello("bob");
     request.extensions_mut().insert(Idempotent);
     let reply = client.say_hello(request).await.unwrap();
     assert_eq!(reply.into_inner().message, "hello, bob");
-    assert_eq!(greeter.calls(), 3, "with the marker: the second INTERNAL is retried");
+    assert_eq!(
+        greeter.calls(),
+        3,
+        "with the marker: the second INTERNAL is retried"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_attempt_carries_the_time_left_as_grpc_timeout() {
     let greeter = Greeter::scripted([Status::unavailable("down")]);
     let addr = greeter.clone().serve().await;
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let policy = Policy::builder("grpc-timeout-header")
         .timeout(Duration::from_secs(2000))
         .deadline(Duration::from_secs(2300))
@@ -116,11 +138,18 @@ async fn each_attempt_carries_the_time_left_as_grpc_timeout() {
         .no_breaker()
         .build()
         .unwrap();
-    let mut client = GreeterClient::new(ServiceBuilder::new().layer(ResilienceLayer::new(policy)).service(channel));
+    let mut client = GreeterClient::new(
+        ServiceBuilder::new()
+            .layer(ResilienceLayer::new(policy))
+            .service(channel),
+    );
     client.say_hello(hello("eve")).await.unwrap();
     let seen = greeter.seen.lock().unwrap().clone();
     let timeouts: Vec<_> = seen.iter().map(|s| s.grpc_timeout.clone()).collect();
     // The first attempt: its timeout (2000s) is the tighter bound; the
     // second, after a 600s backoff: the deadline's 1700s left.
-    assert_eq!(timeouts, [Some("2000000m".to_owned()), Some("1700000m".to_owned())]);
+    assert_eq!(
+        timeouts,
+        [Some("2000000m".to_owned()), Some("1700000m".to_owned())]
+    );
 }

@@ -54,15 +54,20 @@ fn scripted(
 async fn transient_errors_are_retried_up_to_max_attempts() {
     let calls = Arc::new(AtomicU32::new(0));
     let refused = Some(io::ErrorKind::ConnectionRefused);
-    let layer = ResilienceLayer::new(builder("tower-transient").build().unwrap()).classify_with(ByError);
+    let layer =
+        ResilienceLayer::new(builder("tower-transient").build().unwrap()).classify_with(ByError);
     let service = layer.layer(scripted(vec![refused; 10], Arc::clone(&calls)));
     let error = service.oneshot(1).await.unwrap_err();
-    assert!(matches!(&error, Error::Inner(e) if e.kind() == io::ErrorKind::ConnectionRefused), "{error:?}");
+    assert!(
+        matches!(&error, Error::Inner(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+        "{error:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     // Two refusals, then an answer: the caller gets the answer.
     calls.store(0, Ordering::SeqCst);
-    let layer = ResilienceLayer::new(builder("tower-transient-2").build().unwrap()).classify_with(ByError);
+    let layer =
+        ResilienceLayer::new(builder("tower-transient-2").build().unwrap()).classify_with(ByError);
     let service = layer.layer(scripted(vec![refused, refused], Arc::clone(&calls)));
     assert_eq!(service.oneshot(41).await.unwrap(), 42);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -73,17 +78,29 @@ async fn an_unknown_outcome_is_retried_only_when_idempotent() {
     let reset = Some(io::ErrorKind::ConnectionReset);
 
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = ResilienceLayer::new(builder("tower-unknown").build().unwrap()).classify_with(ByError);
+    let layer =
+        ResilienceLayer::new(builder("tower-unknown").build().unwrap()).classify_with(ByError);
     let service = layer.layer(scripted(vec![reset], Arc::clone(&calls)));
     assert!(service.oneshot(1).await.is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a non-idempotent call is not repeated");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a non-idempotent call is not repeated"
+    );
 
     let calls = Arc::new(AtomicU32::new(0));
-    let policy = builder("tower-unknown-idem").idempotent(true).build().unwrap();
+    let policy = builder("tower-unknown-idem")
+        .idempotent(true)
+        .build()
+        .unwrap();
     let layer = ResilienceLayer::new(policy).classify_with(ByError);
     let service = layer.layer(scripted(vec![reset], Arc::clone(&calls)));
     assert_eq!(service.oneshot(1).await.unwrap(), 2);
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "an idempotent policy repeats it");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "an idempotent policy repeats it"
+    );
 }
 
 /// A request that says it is safe to repeat.
@@ -117,7 +134,8 @@ async fn a_request_marked_idempotent_is_retried_after_an_unknown_outcome() {
             }
         }
     });
-    let layer = ResilienceLayer::new(builder("tower-unknown-req").build().unwrap()).classify_with(ByError);
+    let layer =
+        ResilienceLayer::new(builder("tower-unknown-req").build().unwrap()).classify_with(ByError);
     assert_eq!(layer.layer(inner).oneshot(Lookup(5)).await.unwrap(), 5);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -186,7 +204,11 @@ async fn an_open_breaker_refuses_without_calling_the_inner_service() {
     assert_eq!(ready_now(&mut service).await, None, "open: not ready");
     let opened = Instant::now();
     service.ready().await.unwrap();
-    assert_eq!(opened.elapsed(), Duration::from_secs(30), "woken when the probe is due");
+    assert_eq!(
+        opened.elapsed(),
+        Duration::from_secs(30),
+        "woken when the probe is due"
+    );
 
     // Fail-fast readiness: ready, and the call is refused without the inner
     // service being called.
@@ -204,10 +226,17 @@ async fn an_open_breaker_refuses_without_calling_the_inner_service() {
     assert_eq!(ready_now(&mut service).await, Some(true));
     let error = service.ready().await.unwrap().call(1).await.unwrap_err();
     assert!(
-        matches!(&error, Error::Resilience(buttress_core::Error::CircuitOpen { .. })),
+        matches!(
+            &error,
+            Error::Resilience(buttress_core::Error::CircuitOpen { .. })
+        ),
         "{error:?}"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the refused call never reached the service");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the refused call never reached the service"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,7 +261,11 @@ async fn a_full_bulkhead_makes_poll_ready_wait() {
         .layer(inner);
     let first = tokio::spawn(service.ready().await.unwrap().call(1));
     tokio::task::yield_now().await;
-    assert_eq!(ready_now(&mut service).await, None, "the only slot is taken");
+    assert_eq!(
+        ready_now(&mut service).await,
+        None,
+        "the only slot is taken"
+    );
     release.send(()).unwrap();
     assert_eq!(first.await.unwrap().unwrap(), 1);
     service.ready().await.unwrap();
@@ -250,9 +283,17 @@ async fn the_retry_budget_stops_retries() {
     let layer = ResilienceLayer::new(policy).classify_with(ByError);
     let service = layer.layer(scripted(vec![refused; 100], Arc::clone(&calls)));
     assert!(service.clone().oneshot(1).await.is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "two retries, then the budget is spent");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "two retries, then the budget is spent"
+    );
     assert!(service.oneshot(1).await.is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "no retry left for the next call");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "no retry left for the next call"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -273,18 +314,35 @@ async fn the_attempt_timeout_cuts_a_hanging_call() {
         .idempotent(true)
         .build()
         .unwrap();
-    let service = ResilienceLayer::new(policy).classify_with(ByError).layer(hangs_once.clone());
+    let service = ResilienceLayer::new(policy)
+        .classify_with(ByError)
+        .layer(hangs_once.clone());
     let started = Instant::now();
     assert_eq!(service.oneshot(9).await.unwrap(), 9);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(started.elapsed(), Duration::from_millis(210), "200ms cut, 10ms backoff");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(210),
+        "200ms cut, 10ms backoff"
+    );
 
     // Not idempotent: the timeout is the answer.
     calls.store(0, Ordering::SeqCst);
-    let policy = builder("tower-timeout-2").timeout(Duration::from_millis(200)).build().unwrap();
-    let service = ResilienceLayer::new(policy).classify_with(ByError).layer(hangs_once);
+    let policy = builder("tower-timeout-2")
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let service = ResilienceLayer::new(policy)
+        .classify_with(ByError)
+        .layer(hangs_once);
     let error = service.oneshot(9).await.unwrap_err();
-    assert!(matches!(&error, Error::Resilience(buttress_core::Error::Timeout { .. })), "{error:?}");
+    assert!(
+        matches!(
+            &error,
+            Error::Resilience(buttress_core::Error::Timeout { .. })
+        ),
+        "{error:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 

@@ -173,7 +173,8 @@ impl tower::Service<http::Request<Body>> for Greeter {
                     }
                 }
             });
-            let mut grpc = tonic::server::Grpc::new(ProstCodec::<HelloReply, HelloRequest>::default());
+            let mut grpc =
+                tonic::server::Grpc::new(ProstCodec::<HelloReply, HelloRequest>::default());
             Ok(grpc.unary(handler, request).await)
         })
     }
@@ -198,7 +199,10 @@ where
         }
     }
 
-    pub async fn say_hello(&mut self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+    pub async fn say_hello(
+        &mut self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
         self.inner
             .ready()
             .await
