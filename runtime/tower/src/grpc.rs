@@ -178,3 +178,57 @@ impl http_body::Body for Replayed {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    async fn read(body: Body) -> Result<Bytes, tonic::Status> {
+        body.collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+    }
+
+    #[tokio::test]
+    async fn every_copy_sends_the_whole_body() {
+        let original = Body::new(Full::new(Bytes::from_static(b"hello, ada")));
+        let (first, mut source) = original.into_source();
+        // A copy made before the first attempt has been read.
+        let early = Body::replay(&mut source).unwrap();
+        assert_eq!(read(first).await.unwrap(), "hello, ada");
+        assert_eq!(read(early).await.unwrap(), "hello, ada");
+        let late = Body::replay(&mut source).unwrap();
+        assert_eq!(read(late).await.unwrap(), "hello, ada");
+        assert!(Body::can_replay(&source));
+    }
+
+    #[tokio::test]
+    async fn a_copy_may_be_sent_before_the_first_was_read() {
+        let (first, mut source) = Body::new(Full::new(Bytes::from_static(b"x"))).into_source();
+        let second = Body::replay(&mut source).unwrap();
+        // The first attempt never sent its body (a refused connection).
+        drop(first);
+        assert_eq!(read(second).await.unwrap(), "x");
+    }
+
+    #[tokio::test]
+    async fn a_body_too_large_to_keep_is_sent_once() {
+        let big = Bytes::from(vec![7u8; MAX_REPLAY_BYTES + 1]);
+        let (first, mut source) = Body::new(Full::new(big.clone())).into_source();
+        let stale = Body::replay(&mut source).unwrap();
+        assert_eq!(
+            read(first).await.unwrap(),
+            big,
+            "the first attempt sends it all"
+        );
+        assert!(!Body::can_replay(&source));
+        assert!(Body::replay(&mut source).is_none());
+        let refused = read(stale).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "never a body with a hole"
+        );
+    }
+}

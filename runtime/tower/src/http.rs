@@ -12,7 +12,7 @@ use http::{request, Request, Response};
 
 use crate::classify::{Failure, ResponseClass};
 use crate::grpc_code;
-use crate::replay::{Idempotent, Replay};
+use crate::replay::{Idempotent, Replay, TimeLeft};
 
 /// The `Idempotency-Key` header: a request carrying one is safe to repeat
 /// (the provider deduplicates it).
@@ -95,9 +95,9 @@ impl<B: ReplayBody> Replay for Request<B> {
             || self.extensions().get::<Idempotent>().is_some()
     }
 
-    fn before_attempt(&mut self, time_left: Option<Duration>) {
-        if let Some(left) = time_left {
-            if is_grpc(self.headers().get(CONTENT_TYPE)) {
+    fn before_attempt(&mut self, time_left: &TimeLeft) {
+        if is_grpc(self.headers().get(CONTENT_TYPE)) {
+            if let Some(left) = time_left.get() {
                 let value = grpc_timeout(left);
                 self.headers_mut().insert(GRPC_TIMEOUT.clone(), value);
             }

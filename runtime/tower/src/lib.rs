@@ -104,7 +104,7 @@ pub use classify::{
 };
 pub use error::Error;
 pub use layer::{Readiness, ResilienceLayer};
-pub use replay::{Idempotent, Replay};
+pub use replay::{Idempotent, Replay, TimeLeft};
 pub use service::{Resilience, ResponseFuture, RECHECK};
 
 /// The book's chapter on this crate, compiled as a doctest.

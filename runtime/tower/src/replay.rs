@@ -43,12 +43,31 @@ pub trait Replay: Sized {
         false
     }
 
-    /// Adjust an attempt's request just before it is sent, given the time
-    /// left before the call's deadline or the attempt's timeout, whichever
-    /// comes first (`None`: unbounded). An HTTP gRPC request sets
-    /// `grpc-timeout` here. Default: nothing.
-    fn before_attempt(&mut self, time_left: Option<std::time::Duration>) {
+    /// Adjust an attempt's request just before it is sent. `time_left`
+    /// tells (when asked: it reads the clock) the time left before the
+    /// call's deadline or the attempt's timeout, whichever comes first. An
+    /// HTTP gRPC request sets `grpc-timeout` here. Default: nothing.
+    fn before_attempt(&mut self, time_left: &TimeLeft) {
         let _ = time_left;
+    }
+}
+
+/// The time an attempt has, read on demand (see [`Replay::before_attempt`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TimeLeft {
+    pub(crate) attempt_timeout: Option<std::time::Duration>,
+}
+
+impl TimeLeft {
+    /// The time left before the call's deadline or the attempt's timeout,
+    /// whichever comes first; `None` when neither bounds the attempt.
+    /// Valid inside the attempt (it reads the call's deadline).
+    #[must_use]
+    pub fn get(&self) -> Option<std::time::Duration> {
+        match (buttress_core::remaining(), self.attempt_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tower_service::Service;
 use crate::classify::{ClassifyResponse, Failure};
 use crate::error::Error;
 use crate::layer::Readiness;
-use crate::replay::Replay;
+use crate::replay::{Replay, TimeLeft};
 
 /// How often an honest `poll_ready` looks again while the bulkhead is full
 /// or the breaker forced open (neither says when it will change).
@@ -228,11 +228,7 @@ where
         // is), not borrowed by it (which would need `Sync`).
         let (inner, source, ready, classifier) = (&mut inner, &mut source, &mut ready, &classifier);
         let attempt = call.attempt(async move {
-            let left = match (buttress_core::remaining(), attempt_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            request.before_attempt(left);
+            request.before_attempt(&TimeLeft { attempt_timeout });
             let outcome = if std::mem::take(ready) {
                 inner.call(request).await
             } else {
