@@ -153,3 +153,36 @@ async fn each_attempt_carries_the_time_left_as_grpc_timeout() {
         [Some("2000000m".to_owned()), Some("1700000m".to_owned())]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_reaches_a_tonic_caller_with_the_refusal_as_its_source() {
+    let greeter = Greeter::default();
+    let addr = greeter.clone().serve().await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let layer =
+        ResilienceLayer::new(policy("grpc-refused")).readiness(buttress_tower::Readiness::FailFast);
+    let mut client = GreeterClient::new(ServiceBuilder::new().layer(layer).service(channel));
+    buttress_core::Registry::global()
+        .breaker("grpc-refused")
+        .force_open();
+    let status = client.say_hello(hello("zoe")).await.unwrap_err();
+    buttress_core::Registry::global()
+        .breaker("grpc-refused")
+        .reset();
+    let refusal = std::error::Error::source(&status)
+        .and_then(|e| e.downcast_ref::<buttress_tower::Error<tonic::transport::Error>>());
+    assert!(
+        matches!(
+            refusal,
+            Some(buttress_tower::Error::Resilience(
+                buttress_core::Error::CircuitOpen { .. }
+            ))
+        ),
+        "{status:?}"
+    );
+    assert_eq!(greeter.calls(), 0, "nothing was sent");
+}
