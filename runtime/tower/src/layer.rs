@@ -16,7 +16,9 @@ pub enum Readiness {
     /// slot; the task is woken when the breaker is due a probe, and every
     /// few milliseconds ([`RECHECK`](crate::RECHECK)) while the bulkhead
     /// is full or the breaker forced open. Ready otherwise, once the inner
-    /// service is. What a balancer (`tower::balance`) needs to route
+    /// service is (a half-open breaker reads ready: if its probe slots are
+    /// taken by the time the call runs, the call is refused with
+    /// `CircuitOpen`). What a balancer (`tower::balance`) needs to route
     /// around an endpoint whose breaker is open.
     #[default]
     Honest,
