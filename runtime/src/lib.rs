@@ -17,6 +17,7 @@
 //! | `postgres` | `buttress-postgres` | `idempotency::PostgresStore`, `dlq::PostgresSink` |
 //! | `webhook` | `buttress-webhook` | `webhook`: verified, deduplicated inbound webhooks |
 //! | `axum` | `buttress-webhook` | `webhook::axum`: the extractor |
+//! | `tower` | `buttress-tower` | `tower::ResilienceLayer`: every request of a tower service (hyper, tonic) as one resilient call |
 //! | `reqwest-middleware` | `buttress-reqwest-middleware` | `reqwest_middleware::Resilience`: every request of a `ClientWithMiddleware` as one resilient call |
 //!
 //! See the core's documentation, re-exported below, for everything else.
@@ -61,6 +62,10 @@ pub use buttress_webhook as webhook;
 #[doc(inline)]
 pub use buttress_reqwest_middleware as reqwest_middleware;
 
+#[cfg(feature = "tower")]
+#[doc(inline)]
+pub use buttress_tower as tower;
+
 /// The book's chapters, compiled and run as doctests so no example can rot.
 #[cfg(doctest)]
 mod book {
@@ -85,6 +90,9 @@ mod book {
     #[cfg(feature = "reqwest-middleware")]
     #[doc = include_str!("../../book/src/middleware.md")]
     struct Middleware;
+    #[cfg(all(feature = "tower", feature = "http"))]
+    #[doc = include_str!("../../book/src/tower.md")]
+    struct Tower;
     #[cfg(feature = "metrics")]
     #[doc = include_str!("../../book/src/observability.md")]
     struct Observability;
