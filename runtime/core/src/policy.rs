@@ -289,18 +289,27 @@ impl Policy {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use buttress::{Error, Policy};
+    /// use buttress::{Classify, Policy};
     /// use buttress::retry::RetryConfig;
+    ///
+    /// #[derive(Debug, Classify)]
+    /// enum QuoteError {
+    ///     #[classify(transient)]
+    ///     Unavailable,
+    ///     #[classify(delegate)]
+    ///     Resilience(buttress::Error),
+    /// }
+    /// impl From<buttress::Error> for QuoteError {
+    ///     fn from(e: buttress::Error) -> Self { QuoteError::Resilience(e) }
+    /// }
     ///
     /// let policy = Policy::builder("doc-fallback")
     ///     .retry(RetryConfig::off())
     ///     .build()
     ///     .unwrap();
-    /// let price: Result<f64, Error> = policy
+    /// let price: Result<f64, QuoteError> = policy
     ///     .run_or_else(
-    ///         || async {
-    ///             Err(Error::Throttled { provider: "quotes".into() })
-    ///         },
+    ///         || async { Err(QuoteError::Unavailable) },
     ///         |_error| async { Ok(41.5) }, // the last known price
     ///     )
     ///     .await;
