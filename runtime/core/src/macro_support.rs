@@ -81,6 +81,42 @@ where
     site.call()
 }
 
+/// The policy a call site resolved to, from which the call starts in
+/// place ([`SitePolicy::begin`]): what `#[resilient]` expands to, so that
+/// the call is built where it lives rather than moved out of a `Result`.
+#[derive(Debug)]
+pub struct SitePolicy(std::sync::Arc<crate::bound::PolicyInner>);
+
+/// The policy of `site` in the global registry.
+///
+/// # Errors
+/// The site's configuration error, as a `buttress::Error`.
+#[inline]
+pub fn site_policy(site: &'static Site) -> Result<SitePolicy, Error> {
+    site.policy().map(SitePolicy)
+}
+
+impl SitePolicy {
+    /// Start a logical call, typed by the function's return type `R`.
+    #[inline(always)]
+    pub fn begin<R>(self) -> Call<'static, R::Ok, R::Err>
+    where
+        R: IsResult,
+        R::Err: ResilientError,
+    {
+        Call::holding(self.0)
+    }
+
+    /// Like [`SitePolicy::begin`], for return types that cannot be named.
+    #[inline(always)]
+    pub fn begin_inferred<T, E>(self) -> Call<'static, T, E>
+    where
+        E: ResilientError,
+    {
+        Call::holding(self.0)
+    }
+}
+
 /// Like [`begin`], for return types that cannot be named (`impl Trait`).
 ///
 /// # Errors

@@ -98,6 +98,28 @@ impl Site {
         self.call_in(Registry::global())
     }
 
+    /// The site's policy in the global registry (see [`Site::call`]).
+    #[inline]
+    pub(crate) fn policy(&'static self) -> Result<Arc<PolicyInner>, Error> {
+        let registry = Registry::global();
+        let generation = registry.generation();
+        if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
+            if let Some(resolved) = &*self.current.load() {
+                return self.held(resolved);
+            }
+        }
+        let resolved = self.resolve(registry);
+        self.held(&resolved)
+    }
+
+    #[inline]
+    fn held(&self, resolved: &Resolved) -> Result<Arc<PolicyInner>, Error> {
+        match resolved {
+            Ok(policy) => Ok(Arc::clone(policy)),
+            Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
+        }
+    }
+
     #[inline]
     pub(crate) fn call_in<T, E>(
         &'static self,

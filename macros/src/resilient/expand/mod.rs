@@ -140,7 +140,7 @@ pub(crate) fn body(
             } else {
                 quote_spanned!(span=> #p::begin_with_inferred(#expr))
             };
-            (quote!(), quote!(#p::Ok::<_, #p::Error>(#begin)))
+            (quote!(), quote!(let mut __buttress_call = #begin;))
         }
         policy => {
             let config = config(attr, sig);
@@ -151,10 +151,20 @@ pub(crate) fn body(
             let site = quote! {
                 static __BUTTRESS_SITE: #p::Site = #site;
             };
-            let begin = if nameable {
-                quote_spanned!(span=> #p::begin::<#ret>(&__BUTTRESS_SITE))
+            // The call is built in place in its match arm (moving it out
+            // of a `Result` would copy the whole call).
+            let start = if nameable {
+                quote_spanned!(span=> __buttress_policy.begin::<#ret>())
             } else {
-                quote_spanned!(span=> #p::begin_inferred(&__BUTTRESS_SITE))
+                quote_spanned!(span=> __buttress_policy.begin_inferred())
+            };
+            let begin = quote_spanned! {span=>
+                let mut __buttress_call = match #p::site_policy(&__BUTTRESS_SITE) {
+                    #p::Ok(__buttress_policy) => #start,
+                    #p::Err(__buttress_error) => {
+                        return #p::Err(::core::convert::From::from(__buttress_error));
+                    }
+                };
             };
             (site, begin)
         }
@@ -256,12 +266,7 @@ pub(crate) fn body(
     quote! {
         {
             #site
-            let mut __buttress_call = match #begin {
-                #p::Ok(__buttress_call) => __buttress_call,
-                #p::Err(__buttress_error) => {
-                    return #p::Err(::core::convert::From::from(__buttress_error));
-                }
-            };
+            #begin
             #key
             #shared_quota
             #claim
