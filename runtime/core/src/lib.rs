@@ -227,8 +227,8 @@ pub mod __private_0_1_0 {
     pub use crate::idempotency::{fingerprint_of, DedupOptions, OnStoreError};
     pub use crate::macro_support::{
         begin, begin_inferred, begin_with, begin_with_inferred, dead_letter_due, dead_letter_entry,
-        site_policy, SitePolicy,
-        key_string, send_dead_letter, DeadLetterError, IsResult, ResilientError, RetryAfterField,
+        key_string, send_dead_letter, site_policy, DeadLetterError, IsResult, ResilientError,
+        RetryAfterField, SitePolicy,
     };
     pub use crate::rate_limit::{LimiterClock, RateLimitConfig};
     pub use crate::recovery::RecoveryConfig;
