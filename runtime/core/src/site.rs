@@ -101,9 +101,17 @@ impl Site {
     /// The site's policy in the global registry (see [`Site::call`]).
     #[inline]
     pub(crate) fn policy(&'static self) -> Result<Arc<PolicyInner>, Error> {
-        let registry = Registry::global();
+        self.policy_in(Registry::global())
+    }
+
+    /// The site's policy in `registry`: the one resolved at the registry's
+    /// current generation, or a fresh resolution.
+    #[inline]
+    pub(crate) fn policy_in(&'static self, registry: &Registry) -> Result<Arc<PolicyInner>, Error> {
         let generation = registry.generation();
         if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
+            // `current` is stored before `resolved_at` (release), so the
+            // stamp read above (acquire) makes it visible.
             if let Some(resolved) = &*self.current.load() {
                 return self.held(resolved);
             }
@@ -128,27 +136,7 @@ impl Site {
     where
         E: Classify + From<Error>,
     {
-        let generation = registry.generation();
-        if self.resolved_at.load(Ordering::Acquire) == generation.wrapping_add(1) {
-            // `current` is stored before `resolved_at` (release), so the
-            // stamp read above (acquire) makes it visible.
-            if let Some(resolved) = &*self.current.load() {
-                return self.start(resolved);
-            }
-        }
-        let resolved = self.resolve(registry);
-        self.start(&resolved)
-    }
-
-    #[inline]
-    fn start<T, E>(&self, resolved: &Resolved) -> Result<Call<'static, T, E>, Error>
-    where
-        E: Classify + From<Error>,
-    {
-        match resolved {
-            Ok(policy) => Ok(Call::holding(Arc::clone(policy))),
-            Err(e) => Err(Error::invalid_policy(&self.config.provider, e)),
-        }
+        self.policy_in(registry).map(Call::holding)
     }
 
     #[cold]
