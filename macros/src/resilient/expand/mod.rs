@@ -158,7 +158,10 @@ pub(crate) fn body(
             } else {
                 quote_spanned!(span=> __buttress_policy.begin_inferred())
             };
-            let begin = quote_spanned! {span=>
+            // Only the start carries the return type's span (its trait
+            // errors point there); the rest is the macro's own code, which
+            // lints leave alone.
+            let begin = quote! {
                 let mut __buttress_call = match #p::site_policy(&__BUTTRESS_SITE) {
                     #p::Ok(__buttress_policy) => #start,
                     #p::Err(__buttress_error) => {
