@@ -4,8 +4,10 @@
 //! [`AttemptFuture`] polls the body first. A body that is ready on its first
 //! poll never reads the clock and never creates a timer. Only when the body
 //! returns `Pending` does it read the clock (fixing the call's start if
-//! nothing did before) and arm one `tokio::time::Sleep` for whichever comes
-//! first: `timeout` from now, or the call's deadline. Which of the two fired
+//! nothing did before; a retry held to a deadline hands over the reading
+//! taken at its start instead) and arm one `tokio::time::Sleep` for
+//! whichever comes first: `timeout` from the attempt's start, or the call's
+//! deadline. Which of the two fired
 //! decides the error: `Timeout` or `DeadlineExceeded`.
 //!
 //! The `Sleep` comes from a per-thread pool and is re-armed with
